@@ -32,8 +32,10 @@
 )]
 
 pub mod capture;
+pub mod cast;
 pub mod exec;
 pub mod handshake;
+pub mod session;
 mod limits;
 pub mod spdy;
 pub mod ws;

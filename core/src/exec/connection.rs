@@ -98,6 +98,15 @@ impl ConnectionDecoder {
         }
     }
 
+    /// Bytes already fed from `side` that belong to an unfinished frame (0
+    /// before the upgrade and for pass-through connections).
+    pub fn partial_frame_len(&self, side: Side) -> usize {
+        match &self.state {
+            State::Decoding(d) => d.partial_frame_len(side),
+            _ => 0,
+        }
+    }
+
     /// Feeds bytes sent by `side`.
     pub fn handle<F>(&mut self, side: Side, bytes: &[u8], mut sink: F) -> Result<(), ConnectionError>
     where

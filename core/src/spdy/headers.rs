@@ -55,7 +55,7 @@ impl<'a> NvBlock<'a> {
         // Every pair takes at least 8 bytes, so `rest` runs out long before
         // a hostile count could make this loop long.
         for _ in 0..count {
-            let (name, _value, after) = split_pair(rest)?;
+            let Pair { name, rest: after, .. } = split_pair(rest)?;
             if name.is_empty() {
                 return Err(SpdyError::MalformedHeaderBlock("empty header name"));
             }
@@ -86,11 +86,17 @@ impl<'a> NvBlock<'a> {
     }
 }
 
-/// Splits one pair off the front: (name, value, rest).
-fn split_pair(bytes: &[u8]) -> Result<(&[u8], &[u8], &[u8]), SpdyError> {
+/// One pair split off the front of the pairs, and what follows it.
+struct Pair<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn split_pair(bytes: &[u8]) -> Result<Pair<'_>, SpdyError> {
     let (name, rest) = split_string(bytes)?;
     let (value, rest) = split_string(rest)?;
-    Ok((name, value, rest))
+    Ok(Pair { name, value, rest })
 }
 
 fn split_string(bytes: &[u8]) -> Result<(&[u8], &[u8]), SpdyError> {
@@ -114,9 +120,9 @@ impl<'a> Iterator for NvIter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         // The block was validated by `NvBlock::parse`; a failure here cannot
         // happen and simply ends the iteration.
-        let (name, value, rest) = split_pair(self.rest).ok()?;
-        self.rest = rest;
-        Some((name, value))
+        let pair = split_pair(self.rest).ok()?;
+        self.rest = pair.rest;
+        Some((pair.name, pair.value))
     }
 }
 
@@ -154,13 +160,14 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
 /// The receiving zlib context of one direction.
 #[derive(Debug)]
 pub(crate) struct HeaderInflater {
-    z: Decompress,
+    // Boxed: zlib state is large and lives as long as the connection.
+    z: Box<Decompress>,
 }
 
 impl Default for HeaderInflater {
     fn default() -> Self {
         HeaderInflater {
-            z: Decompress::new(true),
+            z: Box::new(Decompress::new(true)),
         }
     }
 }
@@ -230,7 +237,7 @@ impl HeaderInflater {
 /// The sending zlib context of one direction.
 #[derive(Debug)]
 pub(crate) struct HeaderDeflater {
-    z: Compress,
+    z: Box<Compress>,
     primed: bool,
 }
 
@@ -238,7 +245,7 @@ impl Default for HeaderDeflater {
     fn default() -> Self {
         HeaderDeflater {
             // spdystream compresses with zlib.BestCompression.
-            z: Compress::new(Compression::best(), true),
+            z: Box::new(Compress::new(Compression::best(), true)),
             primed: false,
         }
     }

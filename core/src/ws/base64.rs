@@ -152,7 +152,12 @@ pub fn encode_into(input: &[u8], out: &mut Vec<u8>) {
     let mut chunks = input.chunks_exact(3);
     for chunk in &mut chunks {
         let &[a, b, c] = chunk else { break };
-        out.extend_from_slice(&[sym(a >> 2), sym(a << 4 | b >> 4), sym(b << 2 | c >> 6), sym(c)]);
+        out.extend_from_slice(&[
+            sym(a >> 2),
+            sym(a << 4 | b >> 4),
+            sym(b << 2 | c >> 6),
+            sym(c),
+        ]);
     }
     match *chunks.remainder() {
         [a] => out.extend_from_slice(&[sym(a >> 2), sym(a << 4), b'=', b'=']),
@@ -232,7 +237,10 @@ mod tests {
     fn errors_are_typed() {
         assert_eq!(decode_all(&[b"Zm9*"]), Err(Base64Error::InvalidByte(b'*')));
         assert_eq!(decode_all(&[b"Z==="]), Err(Base64Error::BadPadding));
-        assert_eq!(decode_all(&[b"Zg==Zg=="]), Err(Base64Error::DataAfterPadding));
+        assert_eq!(
+            decode_all(&[b"Zg==Zg=="]),
+            Err(Base64Error::DataAfterPadding)
+        );
         assert_eq!(decode_all(&[b"Zg=a"]), Err(Base64Error::DataAfterPadding));
         assert_eq!(decode_all(&[b"Zm9vY"]), Err(Base64Error::Incomplete(1)));
         assert_eq!(decode_all(&[b"Zm8"]), Err(Base64Error::Incomplete(3)));

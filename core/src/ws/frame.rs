@@ -132,8 +132,12 @@ fn check_start(first: u8, second: u8, max_control: usize) -> Result<Opcode, WsEr
 
 /// Parses a complete header (`bytes.len() == header_len(bytes[1])`).
 fn parse_complete(bytes: &[u8], max_control: usize) -> Result<FrameHeader, WsError> {
-    let (&first, rest) = bytes.split_first().ok_or(WsError::TruncatedFrame { have: 0 })?;
-    let (&second, rest) = rest.split_first().ok_or(WsError::TruncatedFrame { have: 1 })?;
+    let (&first, rest) = bytes
+        .split_first()
+        .ok_or(WsError::TruncatedFrame { have: 0 })?;
+    let (&second, rest) = rest
+        .split_first()
+        .ok_or(WsError::TruncatedFrame { have: 1 })?;
     let opcode = check_start(first, second, max_control)?;
     let (len, rest) = match second & 0x7F {
         126 => {
@@ -266,10 +270,7 @@ pub enum FrameEvent<'a> {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Header,
-    Payload {
-        header: FrameHeader,
-        offset: u64,
-    },
+    Payload { header: FrameHeader, offset: u64 },
 }
 
 /// One direction's frames, in any chunking.
@@ -387,7 +388,9 @@ impl FrameStream {
                 if input.is_empty() {
                     return Ok(None);
                 }
-                let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                let n = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
                 let (bytes, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
                 *input = rest;
                 self.frame_consumed += n as u64;
@@ -420,7 +423,10 @@ mod tests {
     fn rfc6455_5_7_headers() {
         // §5.7: single-frame unmasked text "Hello".
         let h = header(&[0x81, 0x05]).unwrap();
-        assert_eq!((h.fin, h.opcode, h.mask, h.len), (true, Opcode::Text, None, 5));
+        assert_eq!(
+            (h.fin, h.opcode, h.mask, h.len),
+            (true, Opcode::Text, None, 5)
+        );
         // §5.7: single-frame masked text "Hello".
         let h = header(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d]).unwrap();
         assert_eq!(h.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
@@ -454,11 +460,17 @@ mod tests {
     #[test]
     fn bad_headers_fail_on_their_first_two_bytes() {
         let mut r = HeaderReader::default();
-        assert_eq!(r.feed(&[0xC1, 0x00], 125), Err(WsError::ReservedBits { bits: 4 }));
+        assert_eq!(
+            r.feed(&[0xC1, 0x00], 125),
+            Err(WsError::ReservedBits { bits: 4 })
+        );
         let mut r = HeaderReader::default();
         assert_eq!(r.feed(&[0x83, 0x00], 125), Err(WsError::ReservedOpcode(3)));
         let mut r = HeaderReader::default();
-        assert_eq!(r.feed(&[0x09, 0x00], 125), Err(WsError::FragmentedControl(9)));
+        assert_eq!(
+            r.feed(&[0x09, 0x00], 125),
+            Err(WsError::FragmentedControl(9))
+        );
         let mut r = HeaderReader::default();
         assert!(matches!(
             r.feed(&[0x89, 0x7E], 125),

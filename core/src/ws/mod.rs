@@ -33,6 +33,7 @@ pub use encode::{
 pub use frame::Opcode;
 pub use reader::{decode_channel_message, Message, MessageKind, MessageReader};
 
+use crate::exec::ResizeError;
 use base64::Base64Error;
 
 /// Why one direction's WebSocket bytes cannot be decoded.
@@ -86,5 +87,5 @@ pub enum WsError {
     TruncatedMessage,
     /// The resize channel carried something that is not a terminal size.
     #[error("resize channel: {0}")]
-    Resize(String),
+    Resize(#[from] ResizeError),
 }

@@ -1,0 +1,207 @@
+//! One exec/attach session: bytes in, recording out.
+//!
+//! [`Session`] is the sans-IO state machine an adapter drives for every
+//! upgraded connection. It observes both byte streams (the adapter forwards
+//! them unchanged), decodes them with a [`ConnectionDecoder`], and turns what
+//! the user saw into an asciicast ([`CastWriter`]).
+//!
+//! # The contract
+//!
+//! - **getters** (`&self`): [`Session::poll_timeout`] — the next instant at
+//!   which [`Session::handle_timeout`] must be called, and [`Session::timer`]
+//!   says why.
+//! - **inputs** (`now` first, infallible): [`Session::handle_client_bytes`],
+//!   [`Session::handle_upstream_bytes`], [`Session::handle_eof`],
+//!   [`Session::handle_timeout`] (spurious calls are harmless). Any chunking of
+//!   the input gives the same outputs.
+//! - **outputs**: [`Session::poll_output`], drained after *every* input until
+//!   `None`: [`Output::Event`] (what happened, for logs and audit — never the
+//!   terminal bytes themselves) and [`Output::Cast`] (recording bytes, in
+//!   order, ready to upload or write).
+//!
+//! # When the header is written
+//!
+//! The cast header carries the terminal size, which a tty session only learns
+//! from the client's first resize. The session holds events back until that
+//! resize arrives or [`SessionConfig::resize_wait`] (default 1 s) has passed
+//! since the upgrade, whichever comes first; then it writes the header (with
+//! [`SessionConfig::default_size`] if no resize came) and releases everything
+//! held. Non-tty sessions get the default size at once. Output is therefore
+//! delayed by at most `resize_wait`, never indefinitely.
+//!
+//! # Memory
+//!
+//! Terminal payload is never buffered by the decoders; the session holds at
+//! most [`SessionConfig::max_held_cast`] bytes of cast while waiting for the
+//! first resize (past that the header is written with the default size), and
+//! the cast bytes produced by one input until they are polled. Decoder state
+//! is bounded by [`Limits`].
+
+mod output;
+mod recorder;
+#[cfg(test)]
+mod tests;
+
+pub use output::{Output, RecordingStats, SessionEvent, Timer};
+
+use crate::exec::ConnectionDecoder;
+use crate::handshake::{Negotiated, UpgradeRequest};
+use crate::{Limits, Side, TerminalSize};
+use recorder::Recorder;
+use std::time::{Duration, Instant};
+
+/// How sessions are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The cluster's name for the cast header.
+    pub cluster: Option<String>,
+    /// Record stdin as `"i"` events. Off by default: input can hold secrets.
+    pub record_stdin: bool,
+    /// How long a tty session waits for the first resize before the header
+    /// is written with [`SessionConfig::default_size`].
+    pub resize_wait: Duration,
+    /// The size written when no resize is known (non-tty sessions, or a tty
+    /// session whose client sent none in time). 80x24, the classic terminal.
+    pub default_size: TerminalSize,
+    /// Cast bytes held while waiting for the first resize.
+    pub max_held_cast: usize,
+    /// Bounds on wire data.
+    pub limits: Limits,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cluster: None,
+            record_stdin: false,
+            resize_wait: Duration::from_secs(1),
+            default_size: TerminalSize {
+                width: 80,
+                height: 24,
+            },
+            max_held_cast: 256 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Who is running the session, as the proxy authenticated them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMeta {
+    pub user: Option<String>,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    /// An id for this session (also the recording's name).
+    pub session_id: Option<String>,
+    /// Unix seconds when the session started (the caller's wall clock).
+    pub started_unix: Option<u64>,
+    /// The client's `TERM`, when known.
+    pub term: Option<String>,
+}
+
+/// One exec/attach session. See the module documentation for the contract.
+#[derive(Debug)]
+pub struct Session {
+    decoder: ConnectionDecoder,
+    recorder: Recorder,
+    start: Option<Instant>,
+    eof: [bool; 2],
+}
+
+impl Session {
+    pub fn new(config: SessionConfig, meta: SessionMeta) -> Self {
+        Session {
+            decoder: ConnectionDecoder::new(config.limits.clone()),
+            recorder: Recorder::new(config, meta),
+            start: None,
+            eof: [false; 2],
+        }
+    }
+
+    /// The parsed upgrade request, once complete.
+    pub fn request(&self) -> Option<&UpgradeRequest> {
+        self.decoder.request()
+    }
+
+    /// The negotiated protocol, once the upstream switched.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.decoder.negotiated()
+    }
+
+    /// Bytes the client sent.
+    pub fn handle_client_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.handle_bytes(now, Side::Client, bytes);
+    }
+
+    /// Bytes the upstream sent.
+    pub fn handle_upstream_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.handle_bytes(now, Side::Upstream, bytes);
+    }
+
+    /// `side` closed its half of the connection. Once both have, the
+    /// recording is complete.
+    pub fn handle_eof(&mut self, now: Instant, side: Side) {
+        let at = self.elapsed(now);
+        let index = match side {
+            Side::Client => 0,
+            Side::Upstream => 1,
+        };
+        if let Some(seen) = self.eof.get_mut(index) {
+            if *seen {
+                return;
+            }
+            *seen = true;
+        }
+        let recorder = &mut self.recorder;
+        if let Err(e) = self.decoder.finish(side, |e| recorder.on_event(now, at, e)) {
+            recorder.fail(at, &e.to_string());
+        }
+        if self.eof == [true, true] {
+            recorder.finish(at);
+        }
+        recorder.flush();
+    }
+
+    /// The deadline from [`Session::poll_timeout`] passed (spurious calls
+    /// are harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.recorder.handle_timeout(now);
+    }
+
+    /// When [`Session::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer().map(|(at, _)| at)
+    }
+
+    /// The next deadline and why it exists.
+    pub fn timer(&self) -> Option<(Instant, Timer)> {
+        self.recorder.timer()
+    }
+
+    /// The next output; drain until `None` after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.recorder.poll_output()
+    }
+
+    /// Bytes of the current read that may be forwarded up to the last
+    /// complete frame from `side` (see [`crate::ExecDecoder::partial_frame_len`]).
+    pub fn partial_frame_len(&self, side: Side) -> usize {
+        self.decoder.partial_frame_len(side)
+    }
+
+    fn handle_bytes(&mut self, now: Instant, side: Side, bytes: &[u8]) {
+        let at = self.elapsed(now);
+        let recorder = &mut self.recorder;
+        if let Err(e) = self.decoder.handle(side, bytes, |e| recorder.on_event(now, at, e)) {
+            recorder.fail(at, &e.to_string());
+        }
+        recorder.flush();
+    }
+
+    /// Time since the session's first input.
+    fn elapsed(&mut self, now: Instant) -> Duration {
+        let start = *self.start.get_or_insert(now);
+        now.saturating_duration_since(start)
+    }
+}

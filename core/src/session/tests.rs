@@ -1,0 +1,222 @@
+//! Sessions as specifications: wire bytes in, cast out.
+
+use super::*;
+use crate::handshake::WsProtocol;
+use crate::ws::{encode_channel_message, encode_close_signal};
+use crate::ExitStatus;
+
+const WS_TTY_REQUEST: &[u8] = b"GET /api/v1/namespaces/default/pods/demo/exec?command=sh&container=main&stdin=true&stdout=true&tty=true HTTP/1.1\r\n\
+Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
+const WS_101: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
+const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
+
+fn upstream(channel: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_channel_message(&mut out, WsProtocol::V5Channel, channel, payload, None);
+    out
+}
+
+fn client(channel: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_channel_message(&mut out, WsProtocol::V5Channel, channel, payload, MASK);
+    out
+}
+
+/// Drains a session: the cast text and the events.
+fn drain(session: &mut Session, cast: &mut Vec<u8>, events: &mut Vec<SessionEvent>) {
+    while let Some(output) = session.poll_output() {
+        match output {
+            Output::Cast(bytes) => cast.extend_from_slice(&bytes),
+            Output::Event(e) => events.push(e),
+        }
+    }
+}
+
+fn meta() -> SessionMeta {
+    SessionMeta {
+        user: Some("alice".into()),
+        groups: vec!["dev".into()],
+        session_id: Some("s-1".into()),
+        started_unix: Some(1_700_000_000),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_tty_session_becomes_a_cast() {
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(at(0), WS_TTY_REQUEST);
+    s.handle_upstream_bytes(at(10), WS_101);
+    s.handle_upstream_bytes(at(10), &upstream(1, b""));
+    s.handle_upstream_bytes(at(20), &upstream(1, b"$ "));
+    drain(&mut s, &mut cast, &mut events);
+    assert!(cast.is_empty(), "held until the first resize");
+    assert_eq!(s.timer(), Some((at(10) + Duration::from_secs(1), Timer::FirstResize)));
+
+    s.handle_client_bytes(at(30), &client(4, b"{\"Width\":100,\"Height\":30}\n"));
+    s.handle_client_bytes(at(40), &client(0, b"exit\r"));
+    s.handle_upstream_bytes(at(50), &upstream(1, "exit\r\nbye €\r\n".as_bytes()));
+    s.handle_client_bytes(at(60), &client(4, b"{\"Width\":120,\"Height\":40}\n"));
+    s.handle_upstream_bytes(at(70), &upstream(3, br#"{"metadata":{},"status":"Success"}"#));
+    s.handle_eof(at(80), Side::Upstream);
+    s.handle_eof(at(80), Side::Client);
+    drain(&mut s, &mut cast, &mut events);
+
+    let text = String::from_utf8(cast).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(100), Some(30)));
+    assert_eq!(header["timestamp"], 1_700_000_000);
+    assert_eq!(header["command"], "sh");
+    assert_eq!(header["kubernetes"]["user"], "alice");
+    assert_eq!(header["kubernetes"]["protocol"], "websocket");
+    assert_eq!(header["kubernetes"]["protocol_version"], "v5.channel.k8s.io");
+    assert_eq!(
+        &lines[1..],
+        [
+            r#"[0.020000, "o", "$ "]"#,
+            r#"[0.050000, "o", "exit\r\nbye €\r\n"]"#,
+            r#"[0.060000, "r", "120x40"]"#,
+            r#"[0.080000, "m", "exit 0"]"#,
+        ],
+        "stdin is not recorded by default"
+    );
+    assert!(events.contains(&SessionEvent::Exit(ExitStatus::Success)));
+    assert!(matches!(events.last(), Some(SessionEvent::RecordingFinished(stats)) if stats.stdin_bytes == 5 && stats.stdout_bytes == 17));
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn without_a_resize_the_header_waits_at_most_resize_wait() {
+    let t0 = Instant::now();
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, WS_TTY_REQUEST);
+    s.handle_upstream_bytes(t0, WS_101);
+    s.handle_upstream_bytes(t0, &upstream(1, b"hello"));
+    let deadline = s.poll_timeout().unwrap();
+    s.handle_timeout(deadline - Duration::from_millis(1));
+    drain(&mut s, &mut cast, &mut events);
+    assert!(cast.is_empty(), "a spurious wake-up changes nothing");
+    s.handle_timeout(deadline);
+    drain(&mut s, &mut cast, &mut events);
+    let text = String::from_utf8(cast).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(80), Some(24)));
+    assert_eq!(text.lines().nth(1), Some(r#"[0.000000, "o", "hello"]"#));
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn stdin_is_recorded_only_when_enabled() {
+    let t0 = Instant::now();
+    let config = SessionConfig {
+        record_stdin: true,
+        ..Default::default()
+    };
+    let mut s = Session::new(config, meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, WS_TTY_REQUEST);
+    s.handle_upstream_bytes(t0, WS_101);
+    s.handle_client_bytes(t0, &client(4, b"{\"Width\":80,\"Height\":24}"));
+    s.handle_client_bytes(t0, &client(0, b"ls\r"));
+    let mut close = Vec::new();
+    encode_close_signal(&mut close, 0, MASK);
+    s.handle_client_bytes(t0, &close);
+    drain(&mut s, &mut cast, &mut events);
+    let text = String::from_utf8(cast).unwrap();
+    assert_eq!(text.lines().nth(1), Some(r#"[0.000000, "i", "ls\r"]"#));
+}
+
+#[test]
+fn port_forward_is_passed_through_unrecorded() {
+    let t0 = Instant::now();
+    let request = b"POST /api/v1/namespaces/default/pods/demo/portforward HTTP/1.1\r\nHost: x\r\n\
+Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n";
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, request);
+    s.handle_upstream_bytes(t0, b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x80\x03\x00\x01anything");
+    s.handle_client_bytes(t0, b"\xff\xff arbitrary bytes");
+    s.handle_eof(t0, Side::Client);
+    s.handle_eof(t0, Side::Upstream);
+    drain(&mut s, &mut cast, &mut events);
+    assert!(cast.is_empty());
+    assert!(events.contains(&SessionEvent::PassThrough(crate::exec::PassThrough::PortForward)));
+}
+
+#[test]
+fn a_decode_error_stops_the_recording_with_a_marker() {
+    let t0 = Instant::now();
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, WS_TTY_REQUEST);
+    s.handle_upstream_bytes(t0, WS_101);
+    s.handle_upstream_bytes(t0, &upstream(1, b"ok"));
+    // RSV bits set on an unextended connection: RFC 6455 §5.2 says fail.
+    s.handle_upstream_bytes(t0, &[0xf2, 0x01, 0x01]);
+    drain(&mut s, &mut cast, &mut events);
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
+    let text = String::from_utf8(cast).unwrap();
+    assert!(text.contains(r#""o", "ok""#), "what was seen is kept: {text}");
+    assert!(text.contains("kubecast: recording stopped"), "{text}");
+    assert!(matches!(events.last(), Some(SessionEvent::RecordingFinished(_))));
+}
+
+proptest::proptest! {
+    /// The cast does not depend on how the bytes were cut into reads.
+    #[test]
+    fn any_chunking_gives_the_same_cast(cuts in proptest::collection::vec(1usize..40, 1..20)) {
+        let t0 = Instant::now();
+        let mut client_bytes = WS_TTY_REQUEST.to_vec();
+        client_bytes.extend(client(4, b"{\"Width\":90,\"Height\":20}\n"));
+        client_bytes.extend(client(0, "héllo\r".as_bytes()));
+        let mut upstream_bytes = WS_101.to_vec();
+        upstream_bytes.extend(upstream(1, b""));
+        upstream_bytes.extend(upstream(1, "h\u{e9}llo 😀 \x1b[1mbold\x1b[0m\r\n".as_bytes()));
+        upstream_bytes.extend(upstream(3, br#"{"metadata":{},"status":"Success"}"#));
+
+        let run = |cuts: &[usize]| {
+            let mut s = Session::new(SessionConfig::default(), meta());
+            let (mut cast, mut events) = (Vec::new(), Vec::new());
+            s.handle_client_bytes(t0, &client_bytes[..WS_TTY_REQUEST.len()]);
+            let (mut c, mut u) = (&client_bytes[WS_TTY_REQUEST.len()..], &upstream_bytes[..]);
+            let mut i = 0;
+            while !c.is_empty() || !u.is_empty() {
+                let n = cuts[i % cuts.len()];
+                i += 1;
+                // Upstream first until its 101 is through, then alternate.
+                if !u.is_empty() && (i % 2 == 0 || c.is_empty() || s.negotiated().is_none()) {
+                    let (a, b) = u.split_at(n.min(u.len()));
+                    s.handle_upstream_bytes(t0, a);
+                    u = b;
+                } else {
+                    let (a, b) = c.split_at(n.min(c.len()));
+                    s.handle_client_bytes(t0, a);
+                    c = b;
+                }
+            }
+            s.handle_eof(t0, Side::Client);
+            s.handle_eof(t0, Side::Upstream);
+            drain(&mut s, &mut cast, &mut events);
+            cast
+        };
+        let whole = {
+            let mut s = Session::new(SessionConfig::default(), meta());
+            let (mut cast, mut events) = (Vec::new(), Vec::new());
+            s.handle_client_bytes(t0, WS_TTY_REQUEST);
+            s.handle_upstream_bytes(t0, &upstream_bytes);
+            s.handle_client_bytes(t0, &client_bytes[WS_TTY_REQUEST.len()..]);
+            s.handle_eof(t0, Side::Client);
+            s.handle_eof(t0, Side::Upstream);
+            drain(&mut s, &mut cast, &mut events);
+            cast
+        };
+        proptest::prop_assert_eq!(String::from_utf8(run(&cuts)).unwrap(), String::from_utf8(whole).unwrap());
+    }
+}
