@@ -217,8 +217,18 @@ mod tests {
             },
             &mut out,
         );
-        write_record(0, RecordKind::Data(Side::Client), b"GET / HTTP/1.1\r\n\r\n", &mut out);
-        write_record(5, RecordKind::Data(Side::Upstream), b"HTTP/1.1 101", &mut out);
+        write_record(
+            0,
+            RecordKind::Data(Side::Client),
+            b"GET / HTTP/1.1\r\n\r\n",
+            &mut out,
+        );
+        write_record(
+            5,
+            RecordKind::Data(Side::Upstream),
+            b"HTTP/1.1 101",
+            &mut out,
+        );
         write_record(9, RecordKind::Eof(Side::Client), b"", &mut out);
         out
     }
@@ -239,11 +249,20 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = sample();
         let body_start = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
-        let records_start = body_start + bytes[body_start..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        let records_start = body_start
+            + bytes[body_start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap()
+            + 1;
         for cut in 0..bytes.len() {
             let result = CaptureReader::new(&bytes[..cut])
                 .and_then(|(_, r)| r.collect::<Result<Vec<_>, _>>());
-            let record_boundaries = [records_start, records_start + 13 + 18, records_start + 2 * 13 + 18 + 12];
+            let record_boundaries = [
+                records_start,
+                records_start + 13 + 18,
+                records_start + 2 * 13 + 18 + 12,
+            ];
             if record_boundaries.contains(&cut) {
                 assert!(result.is_ok(), "cut at record boundary {cut}");
             } else {
@@ -265,10 +284,16 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        assert_eq!(CaptureReader::new(b"hello").err(), Some(CaptureError::BadMagic));
+        assert_eq!(
+            CaptureReader::new(b"hello").err(),
+            Some(CaptureError::BadMagic)
+        );
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(b"{}\nZ");
         let (_, mut reader) = CaptureReader::new(&bytes).unwrap();
-        assert!(matches!(reader.next(), Some(Err(CaptureError::Truncated(_)))));
+        assert!(matches!(
+            reader.next(),
+            Some(Err(CaptureError::Truncated(_)))
+        ));
     }
 }

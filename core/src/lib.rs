@@ -35,8 +35,8 @@ pub mod capture;
 pub mod cast;
 pub mod exec;
 pub mod handshake;
-pub mod session;
 mod limits;
+pub mod session;
 pub mod spdy;
 pub mod ws;
 

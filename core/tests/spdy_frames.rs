@@ -7,8 +7,8 @@ mod spdy_support;
 use kubecast_core::exec::OwnedExecEvent as E;
 use kubecast_core::handshake::RemoteCommandVersion;
 use kubecast_core::spdy::{
-    frame_type, write_raw_control, Frame, FrameReader, FrameWriter, Headers, Setting,
-    SpdyDecoder, SpdyError,
+    frame_type, write_raw_control, Frame, FrameReader, FrameWriter, Headers, Setting, SpdyDecoder,
+    SpdyError,
 };
 use kubecast_core::{CloseCause, Limits, Side, StreamEnd, StreamKind};
 use spdy_support::{decode, Transcript};
@@ -51,8 +51,16 @@ fn frames_without_header_blocks_have_the_draft_layouts() {
     assert_eq!(out, hex("80030003 00000008 00000001 00000005"));
     out.clear();
     // 2.6.4 SETTINGS: one entry, flags 0, id 7 (INITIAL_WINDOW_SIZE).
-    w.settings(&mut out, false, &[Setting { flags: 1, id: 7, value: 65536 }])
-        .unwrap();
+    w.settings(
+        &mut out,
+        false,
+        &[Setting {
+            flags: 1,
+            id: 7,
+            value: 65536,
+        }],
+    )
+    .unwrap();
     assert_eq!(out, hex("80030004 0000000c 00000001 01000007 00010000"));
     out.clear();
     // 2.6.5 PING: length 4.
@@ -78,7 +86,11 @@ fn every_frame_type_round_trips_through_reader_and_writer() {
             slot: 0,
             fin: false,
             unidirectional: true,
-            headers: Headers::from_pairs(&[("streamtype", "error"), ("accept", "a"), ("accept", "b")]),
+            headers: Headers::from_pairs(&[
+                ("streamtype", "error"),
+                ("accept", "a"),
+                ("accept", "b"),
+            ]),
         },
         Frame::SynReply {
             stream_id: 1,
@@ -107,8 +119,16 @@ fn every_frame_type_round_trips_through_reader_and_writer() {
         Frame::Settings {
             clear: true,
             settings: vec![
-                Setting { flags: 0, id: 4, value: 100 },
-                Setting { flags: 2, id: 7, value: 1 << 20 },
+                Setting {
+                    flags: 0,
+                    id: 4,
+                    value: 100,
+                },
+                Setting {
+                    flags: 2,
+                    id: 7,
+                    value: 1 << 20,
+                },
             ],
         },
         Frame::Ping { id: 2 },
@@ -196,10 +216,15 @@ fn header_blocks_from_an_independent_zlib_decode_with_the_dictionary() {
     let wire = hex(C_ZLIB_SYN_STREAMS);
     let (events, result) = decode(V4, &Limits::default(), &[(C, &wire)]);
     assert_eq!(result, Ok(()));
-    let opened: Vec<_> = [StreamKind::Error, StreamKind::Stdin, StreamKind::Stdout, StreamKind::Resize]
-        .into_iter()
-        .map(|stream| E::StreamOpened { stream, by: C })
-        .collect();
+    let opened: Vec<_> = [
+        StreamKind::Error,
+        StreamKind::Stdin,
+        StreamKind::Stdout,
+        StreamKind::Resize,
+    ]
+    .into_iter()
+    .map(|stream| E::StreamOpened { stream, by: C })
+    .collect();
     assert_eq!(events, opened);
     // The later blocks lean on the shared context: alone they do not decode.
     let second_on = &wire[48..];
@@ -213,13 +238,19 @@ fn the_zlib_context_is_carried_across_all_header_frames_of_a_direction() {
     // sit between the SYN_STREAMs; each must be inflated in order.
     let mut t = Transcript::new();
     t.open(1, "error");
-    t.send(C, |w, out| w.headers(out, 1, &[("x-trace", "abc")], false).unwrap());
+    t.send(C, |w, out| {
+        w.headers(out, 1, &[("x-trace", "abc")], false).unwrap()
+    });
     t.open(3, "stdout");
-    t.send(C, |w, out| w.syn_reply(out, 2, &[("streamtype", "stderr")], false).unwrap());
+    t.send(C, |w, out| {
+        w.syn_reply(out, 2, &[("streamtype", "stderr")], false)
+            .unwrap()
+    });
     t.open(5, "stderr");
     t.send(U, |w, out| {
         for id in [1, 3, 5] {
-            w.syn_reply(out, id, &[("streamtype", "noise")], false).unwrap();
+            w.syn_reply(out, id, &[("streamtype", "noise")], false)
+                .unwrap();
         }
     });
     let (events, result) = decode(V4, &Limits::default(), &t.chunks());
@@ -236,8 +267,12 @@ fn the_zlib_context_is_carried_across_all_header_frames_of_a_direction() {
 #[test]
 fn unknown_control_frames_are_skipped_by_length() {
     let mut t = Transcript::new();
-    t.send(C, |_, out| write_raw_control(out, 10, 0, b"\x00\x01\x02 opaque").unwrap());
-    t.send(C, |_, out| write_raw_control(out, 0xFFFF, 0xFF, b"").unwrap());
+    t.send(C, |_, out| {
+        write_raw_control(out, 10, 0, b"\x00\x01\x02 opaque").unwrap()
+    });
+    t.send(C, |_, out| {
+        write_raw_control(out, 0xFFFF, 0xFF, b"").unwrap()
+    });
     t.open(1, "stdin");
     t.send(C, |w, out| w.settings(out, false, &[]).unwrap());
     t.send(C, |w, out| w.window_update(out, 1, 10));
@@ -255,8 +290,15 @@ fn a_zlib_bomb_hits_the_header_block_limit() {
     let bomb = "a".repeat(300 * 1024);
     let mut t = Transcript::new();
     t.send(C, |w, out| {
-        w.syn_stream(out, 1, 0, 0, &[("streamtype", "stdin"), ("x-bomb", &bomb)], false)
-            .unwrap()
+        w.syn_stream(
+            out,
+            1,
+            0,
+            0,
+            &[("streamtype", "stdin"), ("x-bomb", &bomb)],
+            false,
+        )
+        .unwrap()
     });
     assert!(t.segments[0].1.len() < 2048);
     let limits = Limits::default();
@@ -337,12 +379,17 @@ fn control_frame_lengths_are_checked_per_type() {
 #[test]
 fn other_malformed_frames_are_typed_errors() {
     // SPDY/2 control frame.
-    let (_, r) = decode(V4, &Limits::default(), &[(C, &hex("80020006 00000004 00000001"))]);
+    let (_, r) = decode(
+        V4,
+        &Limits::default(),
+        &[(C, &hex("80020006 00000004 00000001"))],
+    );
     assert_eq!(r, Err(SpdyError::BadVersion(2)));
     // SYN_STREAM for stream 0.
     let mut w = FrameWriter::new();
     let mut wire = Vec::new();
-    w.syn_stream(&mut wire, 0, 0, 0, &[("streamtype", "stdin")], false).unwrap();
+    w.syn_stream(&mut wire, 0, 0, 0, &[("streamtype", "stdin")], false)
+        .unwrap();
     let (_, r) = decode(V4, &Limits::default(), &[(C, &wire)]);
     assert_eq!(r, Err(SpdyError::ZeroStreamId));
     // A header block that is not zlib.
@@ -395,7 +442,8 @@ fn eof_at_a_frame_boundary_is_clean_inside_a_frame_is_truncated() {
 fn partial_frame_len_counts_the_bytes_of_the_unfinished_frame() {
     let mut w = FrameWriter::new();
     let mut wire = Vec::new();
-    w.syn_stream(&mut wire, 1, 0, 0, &[("streamtype", "stdout")], false).unwrap();
+    w.syn_stream(&mut wire, 1, 0, 0, &[("streamtype", "stdout")], false)
+        .unwrap();
     let first = wire.len();
     w.data(&mut wire, 1, b"0123456789", false);
     let mut decoder = SpdyDecoder::new(V4, &Limits::default());
@@ -419,7 +467,10 @@ fn bytes_after_eof_are_an_error() {
     assert_eq!(decoder.decode(C, b"", |_| {}), Ok(()));
     let mut ping = Vec::new();
     FrameWriter::new().ping(&mut ping, 1);
-    assert_eq!(decoder.decode(C, &ping, |_| {}), Err(SpdyError::DataAfterEof));
+    assert_eq!(
+        decoder.decode(C, &ping, |_| {}),
+        Err(SpdyError::DataAfterEof)
+    );
 }
 
 #[test]

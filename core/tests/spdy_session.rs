@@ -116,9 +116,23 @@ fn kubectl_exec_it_session() {
 fn kubectl_exec_it_session_one_byte_at_a_time() {
     let t = tty_session();
     let chunks = t.chunks();
-    let (events, result) = decode(RemoteCommandVersion::V4, &Limits::default(), &bytewise(&chunks));
+    let (events, result) = decode(
+        RemoteCommandVersion::V4,
+        &Limits::default(),
+        &bytewise(&chunks),
+    );
     assert_eq!(result, Ok(()));
     assert_eq!(events, tty_events());
+}
+
+#[test]
+fn the_stream_id_of_each_role_is_known_for_injection() {
+    let t = tty_session();
+    let mut decoder = SpdyDecoder::new(RemoteCommandVersion::V4, &Limits::default());
+    assert_eq!(decoder.stream_id(StreamKind::Error), None);
+    decoder.decode(C, &t.segments[0].1, |_| {}).unwrap();
+    assert_eq!(decoder.stream_id(StreamKind::Error), Some(1));
+    assert_eq!(decoder.stream_id(StreamKind::Stderr), None);
 }
 
 #[test]
@@ -146,7 +160,12 @@ fn every_complete_frame_in_one_read_is_processed() {
         .decode(U, &upstream, |e| upstream_events.push(e.to_owned()))
         .unwrap();
     assert!(upstream_events.contains(&E::Exit(ExitStatus::ExitCode(3))));
-    assert_eq!(upstream_events.last().map(|e| matches!(e, E::ConnectionClosed { .. })), Some(true));
+    assert_eq!(
+        upstream_events
+            .last()
+            .map(|e| matches!(e, E::ConnectionClosed { .. })),
+        Some(true)
+    );
 }
 
 /// `kubectl exec -i pod -- cat` (no tty), v4: stdin bytes that happen to look
@@ -158,10 +177,20 @@ pub fn stdin_session() -> Transcript {
         t.open(id, kind);
         t.reply(id);
     }
-    t.data(C, 3, b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05stdin", false);
+    t.data(
+        C,
+        3,
+        b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05stdin",
+        false,
+    );
     t.data(C, 3, b"\x80\x03\x00\x01 not a SYN_STREAM\n", false);
     t.data(C, 3, b"", true);
-    t.data(U, 5, b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05stdin", false);
+    t.data(
+        U,
+        5,
+        b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05stdin",
+        false,
+    );
     t.data(U, 7, b"cat: warning\n", false);
     t.data(U, 5, b"\x80\x03\x00\x01 not a SYN_STREAM\n", true);
     t.data(U, 7, b"", true);
@@ -198,8 +227,11 @@ fn kubectl_exec_i_stdin_is_data_and_eof_is_an_empty_fin() {
     assert_eq!(result, Ok(()));
     assert_eq!(events, stdin_events());
     let chunks = t.chunks();
-    let (bytewise_events, _) =
-        decode(RemoteCommandVersion::V4, &Limits::default(), &bytewise(&chunks));
+    let (bytewise_events, _) = decode(
+        RemoteCommandVersion::V4,
+        &Limits::default(),
+        &bytewise(&chunks),
+    );
     assert_eq!(bytewise_events, events);
 }
 
@@ -222,18 +254,27 @@ fn data_is_streamed_as_slices_of_the_input_without_empty_pieces() {
         .unwrap();
     assert_eq!(
         pieces,
-        vec![data(DataStream::Stdout, b"ab"), data(DataStream::Stdout, b"cdef")]
+        vec![
+            data(DataStream::Stdout, b"ab"),
+            data(DataStream::Stdout, b"cdef")
+        ]
     );
     // Only the header: no (empty) Data event.
     let mut again = Vec::new();
-    decoder.decode(U, &upstream[..8], |e| again.push(e.to_owned())).unwrap();
+    decoder
+        .decode(U, &upstream[..8], |e| again.push(e.to_owned()))
+        .unwrap();
     assert!(again.is_empty());
 }
 
 #[test]
 fn v1_to_v3_error_text_is_reported_when_the_error_stream_ends() {
     // v1–v3: the kubelet writes plain text on the error stream and closes it.
-    for version in [RemoteCommandVersion::V1, RemoteCommandVersion::V2, RemoteCommandVersion::V3] {
+    for version in [
+        RemoteCommandVersion::V1,
+        RemoteCommandVersion::V2,
+        RemoteCommandVersion::V3,
+    ] {
         let mut t = Transcript::new();
         t.open(1, "error");
         t.reply(1);

@@ -10,7 +10,8 @@ use std::path::Path;
 /// Decodes the capture at `path` and writes one line per event to stdout.
 pub fn run(path: &Path, as_json: bool) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (_, records) = CaptureReader::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, records) =
+        CaptureReader::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut decoder = ConnectionDecoder::new(Limits::default());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -29,7 +30,9 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), String> {
                 }
             })),
             ConnectionEvent::Response(r) => lines.push(json!({"response": format!("{r:?}")})),
-            ConnectionEvent::PassThrough(why) => lines.push(json!({"pass_through": format!("{why:?}")})),
+            ConnectionEvent::PassThrough(why) => {
+                lines.push(json!({"pass_through": format!("{why:?}")}))
+            }
         };
         let result = match record.kind {
             RecordKind::Data(side) => decoder.handle(side, record.bytes, &mut collect),
@@ -66,8 +69,15 @@ fn event_json(event: &OwnedExecEvent) -> serde_json::Value {
             "data": kubecast_core::StreamKind::from(*stream).as_str(),
             "text": String::from_utf8_lossy(bytes),
         }),
-        OwnedExecEvent::Resize(size) => json!({"resize": format!("{}x{}", size.width, size.height)}),
-        OwnedExecEvent::Exit(status) => json!({"exit": status.code(), "status": format!("{status:?}")}),
+        OwnedExecEvent::DataEnd { stream } => {
+            json!({"data_end": kubecast_core::StreamKind::from(*stream).as_str()})
+        }
+        OwnedExecEvent::Resize(size) => {
+            json!({"resize": format!("{}x{}", size.width, size.height)})
+        }
+        OwnedExecEvent::Exit(status) => {
+            json!({"exit": status.code(), "status": format!("{status:?}")})
+        }
         OwnedExecEvent::StreamClosed { stream, by, how } => {
             json!({"closed": stream.as_str(), "by": side(*by), "how": format!("{how:?}")})
         }

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 mod decode;
 
 #[derive(Debug, Parser)]
-#[command(name = "kubecast", version, about = "Records kubectl exec/attach sessions as asciinema casts")]
+#[command(
+    name = "kubecast",
+    version,
+    about = "Records kubectl exec/attach sessions as asciinema casts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

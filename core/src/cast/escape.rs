@@ -134,7 +134,10 @@ impl Utf8Carry {
         let held = self.len as usize;
         let take = input.len().min(4);
         let mut joined = [0u8; 8];
-        for (slot, &b) in joined.iter_mut().zip(self.held().iter().chain(input.iter().take(take))) {
+        for (slot, &b) in joined
+            .iter_mut()
+            .zip(self.held().iter().chain(input.iter().take(take)))
+        {
             *slot = b;
         }
         let window = joined.get(..held + take).unwrap_or_default();

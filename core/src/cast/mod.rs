@@ -35,11 +35,24 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct CastWriter {
     header_written: bool,
+    open: Option<OpenLine>,
     last_micros: u64,
     stdout: Utf8Carry,
     stderr: Utf8Carry,
     stdin: Utf8Carry,
     replaced: u64,
+}
+
+/// Input bytes after which a data event is closed even if its frame goes on,
+/// so a huge frame still streams as lines of bounded size.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// The data event currently being written.
+#[derive(Debug, Clone, Copy)]
+struct OpenLine {
+    stream: DataStream,
+    /// Input bytes in it so far.
+    raw: usize,
 }
 
 impl CastWriter {
@@ -67,26 +80,95 @@ impl CastWriter {
     }
 
     /// Terminal bytes from `stream`: stdout and stderr become `"o"` events,
-    /// stdin `"i"`. Nothing is written when the bytes only hold the start of
-    /// a character; it comes out with the next chunk of the same stream.
-    pub fn data(&mut self, at: Duration, stream: DataStream, bytes: &[u8], out: &mut Vec<u8>) {
-        let (code, carry) = match stream {
-            DataStream::Stdout => ("o", &mut self.stdout),
-            DataStream::Stderr => ("o", &mut self.stderr),
-            DataStream::Stdin => ("i", &mut self.stdin),
-        };
-        let rollback = out.len();
-        let micros = self.last_micros.max(micros_of(at));
-        write_prefix(micros, code, out);
-        let before = out.len();
-        self.replaced += carry.escape(bytes, out);
-        if out.len() == before {
-            // Only an incomplete character: no event yet.
-            out.truncate(rollback);
-            return;
+    /// stdin `"i"`.
+    ///
+    /// One event per frame (SPDY) or message (WebSocket): bytes arriving in
+    /// pieces are appended to the open event until `frame_end`, so the cast
+    /// does not depend on how reads cut the stream. An event is also closed
+    /// after [`MAX_EVENT_BYTES`] of input, when another event must be written,
+    /// or by [`CastWriter::finish`]. An event that would only hold the start of
+    /// a character is not written; the character comes out with the next
+    /// bytes of the same stream.
+    pub fn data(
+        &mut self,
+        at: Duration,
+        stream: DataStream,
+        mut bytes: &[u8],
+        frame_end: bool,
+        out: &mut Vec<u8>,
+    ) {
+        if self.open.is_some_and(|o| o.stream != stream) {
+            self.close_line(out);
         }
-        out.extend_from_slice(b"\"]\n");
-        self.last_micros = micros;
+        loop {
+            let used = self.open.map_or(0, |o| o.raw);
+            let room = MAX_EVENT_BYTES - used;
+            let (piece, rest, ends) = if bytes.len() >= room {
+                let (piece, rest) = bytes.split_at(room);
+                (piece, rest, true)
+            } else {
+                (bytes, &[][..], frame_end)
+            };
+            self.append(at, stream, piece, out);
+            if ends {
+                self.close_line(out);
+            }
+            if rest.is_empty() {
+                return;
+            }
+            bytes = rest;
+        }
+    }
+
+    /// The frame that carried `stream`'s data ended: close its event.
+    pub fn data_end(&mut self, stream: DataStream, out: &mut Vec<u8>) {
+        if self.open.is_some_and(|o| o.stream == stream) {
+            self.close_line(out);
+        }
+    }
+
+    /// Escapes `piece` into the open event of `stream`, opening one if needed.
+    fn append(&mut self, at: Duration, stream: DataStream, piece: &[u8], out: &mut Vec<u8>) {
+        let carry = match stream {
+            DataStream::Stdout => &mut self.stdout,
+            DataStream::Stderr => &mut self.stderr,
+            DataStream::Stdin => &mut self.stdin,
+        };
+        match &mut self.open {
+            Some(open) => {
+                open.raw += piece.len();
+                self.replaced += carry.escape(piece, out);
+            }
+            None => {
+                let rollback = out.len();
+                let micros = self.last_micros.max(micros_of(at));
+                let code = if stream == DataStream::Stdin {
+                    "i"
+                } else {
+                    "o"
+                };
+                write_prefix(micros, code, out);
+                let before = out.len();
+                self.replaced += carry.escape(piece, out);
+                if out.len() == before {
+                    // Nothing to show yet (at most a partial character).
+                    out.truncate(rollback);
+                    return;
+                }
+                self.last_micros = micros;
+                self.open = Some(OpenLine {
+                    stream,
+                    raw: piece.len(),
+                });
+            }
+        }
+    }
+
+    /// Ends the open data event, if any.
+    fn close_line(&mut self, out: &mut Vec<u8>) {
+        if self.open.take().is_some() {
+            out.extend_from_slice(b"\"]\n");
+        }
     }
 
     /// A terminal size change: `[t, "r", "COLSxROWS"]` (width first).
@@ -103,7 +185,12 @@ impl CastWriter {
     /// are invalid now), then writes the replacement count marker if any
     /// bytes were replaced, then the exit marker when the status is known.
     pub fn finish(&mut self, at: Duration, exit: Option<&crate::ExitStatus>, out: &mut Vec<u8>) {
-        for (code, stream) in [("o", DataStream::Stdout), ("o", DataStream::Stderr), ("i", DataStream::Stdin)] {
+        self.close_line(out);
+        for (code, stream) in [
+            ("o", DataStream::Stdout),
+            ("o", DataStream::Stderr),
+            ("i", DataStream::Stdin),
+        ] {
             let carry = match stream {
                 DataStream::Stdout => &mut self.stdout,
                 DataStream::Stderr => &mut self.stderr,
@@ -119,7 +206,10 @@ impl CastWriter {
             self.last_micros = micros;
         }
         if self.replaced > 0 {
-            let label = format!("kubecast: {} invalid UTF-8 sequences replaced with U+FFFD", self.replaced);
+            let label = format!(
+                "kubecast: {} invalid UTF-8 sequences replaced with U+FFFD",
+                self.replaced
+            );
             self.marker(at, &label, out);
         }
         if let Some(status) = exit {
@@ -128,6 +218,7 @@ impl CastWriter {
     }
 
     fn text_event(&mut self, at: Duration, code: &str, text: &str, out: &mut Vec<u8>) {
+        self.close_line(out);
         let micros = self.last_micros.max(micros_of(at));
         write_prefix(micros, code, out);
         escape_str(text, out);

@@ -44,7 +44,9 @@ pub enum ConnectionError {
     Response(HandshakeError),
     #[error("the upstream sent bytes before the request head was complete")]
     UpstreamSpokeFirst,
-    #[error("the client sent more than {MAX_EARLY_CLIENT_BYTES} bytes before the upgrade was answered")]
+    #[error(
+        "the client sent more than {MAX_EARLY_CLIENT_BYTES} bytes before the upgrade was answered"
+    )]
     EarlyClientBytes,
     #[error("the connection ended before the upgrade completed")]
     EndedDuringHandshake,
@@ -54,9 +56,14 @@ pub enum ConnectionError {
 
 #[derive(Debug)]
 enum State {
-    AwaitingRequest { head: Vec<u8> },
-    AwaitingResponse { head: Vec<u8>, early_client: Vec<u8> },
-    Decoding(ExecDecoder),
+    AwaitingRequest {
+        head: Vec<u8>,
+    },
+    AwaitingResponse {
+        head: Vec<u8>,
+        early_client: Vec<u8>,
+    },
+    Decoding(Box<ExecDecoder>),
     PassThrough,
     Failed(ConnectionError),
 }
@@ -108,7 +115,12 @@ impl ConnectionDecoder {
     }
 
     /// Feeds bytes sent by `side`.
-    pub fn handle<F>(&mut self, side: Side, bytes: &[u8], mut sink: F) -> Result<(), ConnectionError>
+    pub fn handle<F>(
+        &mut self,
+        side: Side,
+        bytes: &[u8],
+        mut sink: F,
+    ) -> Result<(), ConnectionError>
     where
         F: FnMut(ConnectionEvent<'_>),
     {
@@ -148,18 +160,28 @@ impl ConnectionDecoder {
         match (&mut self.state, side) {
             (State::Failed(e), _) => Err(e.clone()),
             (State::PassThrough, _) => Ok(()),
-            (State::Decoding(d), side) => Ok(d.decode(side, bytes, |e| sink(ConnectionEvent::Exec(e)))?),
+            (State::Decoding(d), side) => {
+                Ok(d.decode(side, bytes, |e| sink(ConnectionEvent::Exec(e)))?)
+            }
             (State::AwaitingRequest { .. }, Side::Upstream) if !bytes.is_empty() => {
                 Err(ConnectionError::UpstreamSpokeFirst)
             }
             (State::AwaitingRequest { head }, _) => {
                 let start = head.len();
-                head.extend_from_slice(bytes.get(..bytes.len().min(MAX_HEAD_LEN + 1)).unwrap_or_default());
-                let Some(parsed) = handshake::parse_request(head).map_err(ConnectionError::Request)? else {
+                head.extend_from_slice(
+                    bytes
+                        .get(..bytes.len().min(MAX_HEAD_LEN + 1))
+                        .unwrap_or_default(),
+                );
+                let Some(parsed) =
+                    handshake::parse_request(head).map_err(ConnectionError::Request)?
+                else {
                     return Ok(());
                 };
                 // Everything after the head in this read is early body bytes.
-                let rest = bytes.get(parsed.head_len.saturating_sub(start)..).unwrap_or_default();
+                let rest = bytes
+                    .get(parsed.head_len.saturating_sub(start)..)
+                    .unwrap_or_default();
                 let request = self.request.insert(parsed.value);
                 sink(ConnectionEvent::Request(request));
                 let pass = match request.resource {
@@ -187,7 +209,11 @@ impl ConnectionDecoder {
             }
             (State::AwaitingResponse { head, early_client }, Side::Upstream) => {
                 let start = head.len();
-                head.extend_from_slice(bytes.get(..bytes.len().min(MAX_HEAD_LEN + 1)).unwrap_or_default());
+                head.extend_from_slice(
+                    bytes
+                        .get(..bytes.len().min(MAX_HEAD_LEN + 1))
+                        .unwrap_or_default(),
+                );
                 let Some(request) = self.request.as_ref() else {
                     return Err(ConnectionError::EndedDuringHandshake);
                 };
@@ -196,18 +222,23 @@ impl ConnectionDecoder {
                 else {
                     return Ok(());
                 };
-                let rest = bytes.get(parsed.head_len.saturating_sub(start)..).unwrap_or_default();
+                let rest = bytes
+                    .get(parsed.head_len.saturating_sub(start)..)
+                    .unwrap_or_default();
                 let early = std::mem::take(early_client);
                 let response = self.response.insert(parsed.value);
                 sink(ConnectionEvent::Response(response));
                 match *response {
                     UpgradeResponse::Refused { status } => {
                         self.state = State::PassThrough;
-                        sink(ConnectionEvent::PassThrough(PassThrough::Refused { status }));
+                        sink(ConnectionEvent::PassThrough(PassThrough::Refused {
+                            status,
+                        }));
                         Ok(())
                     }
                     UpgradeResponse::Switched(negotiated) => {
-                        self.state = State::Decoding(ExecDecoder::new(negotiated, &self.limits));
+                        self.state =
+                            State::Decoding(Box::new(ExecDecoder::new(negotiated, &self.limits)));
                         // The upstream's bytes come first: they were sent
                         // after the 101, which the early client bytes were not
                         // answered before — but both directions are

@@ -59,7 +59,11 @@ impl ExecDecoder {
     /// `side` closed its connection. Reports what was pending (e.g. a
     /// v1–v3 error text); a clean end at a frame boundary is not an error,
     /// an end inside a frame is.
-    pub fn finish<F: FnMut(ExecEvent<'_>)>(&mut self, side: Side, sink: F) -> Result<(), DecodeError> {
+    pub fn finish<F: FnMut(ExecEvent<'_>)>(
+        &mut self,
+        side: Side,
+        sink: F,
+    ) -> Result<(), DecodeError> {
         match self {
             ExecDecoder::Spdy(d) => d
                 .finish(side, sink)

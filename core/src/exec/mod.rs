@@ -167,12 +167,21 @@ pub enum ExecEvent<'a> {
     /// Terminal bytes on stdin (from the client) or stdout/stderr (from the
     /// upstream).
     Data { stream: DataStream, bytes: &'a [u8] },
+    /// The frame (SPDY) or message (WebSocket) that carried `stream`'s last
+    /// `Data` pieces ended. Frame boundaries do not depend on how reads cut
+    /// the bytes, so the cast writes one event per frame and stays the same
+    /// for any chunking.
+    DataEnd { stream: DataStream },
     /// The client's terminal changed size.
     Resize(TerminalSize),
     /// The upstream reported how the command ended (error stream/channel).
     Exit(ExitStatus),
     /// One side finished sending on a stream.
-    StreamClosed { stream: StreamKind, by: Side, how: StreamEnd },
+    StreamClosed {
+        stream: StreamKind,
+        by: Side,
+        how: StreamEnd,
+    },
     /// One side announced the end of the whole connection.
     ConnectionClosed { by: Side, cause: CloseCause },
 }
@@ -180,12 +189,28 @@ pub enum ExecEvent<'a> {
 /// An [`ExecEvent`] that owns its bytes, for tests, logs and queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnedExecEvent {
-    StreamOpened { stream: StreamKind, by: Side },
-    Data { stream: DataStream, bytes: Vec<u8> },
+    StreamOpened {
+        stream: StreamKind,
+        by: Side,
+    },
+    Data {
+        stream: DataStream,
+        bytes: Vec<u8>,
+    },
+    DataEnd {
+        stream: DataStream,
+    },
     Resize(TerminalSize),
     Exit(ExitStatus),
-    StreamClosed { stream: StreamKind, by: Side, how: StreamEnd },
-    ConnectionClosed { by: Side, cause: CloseCause },
+    StreamClosed {
+        stream: StreamKind,
+        by: Side,
+        how: StreamEnd,
+    },
+    ConnectionClosed {
+        by: Side,
+        cause: CloseCause,
+    },
 }
 
 impl ExecEvent<'_> {
@@ -200,6 +225,7 @@ impl ExecEvent<'_> {
                 stream: *stream,
                 bytes: bytes.to_vec(),
             },
+            ExecEvent::DataEnd { stream } => OwnedExecEvent::DataEnd { stream: *stream },
             ExecEvent::Resize(size) => OwnedExecEvent::Resize(*size),
             ExecEvent::Exit(status) => OwnedExecEvent::Exit(status.clone()),
             ExecEvent::StreamClosed { stream, by, how } => OwnedExecEvent::StreamClosed {
@@ -216,9 +242,13 @@ impl ExecEvent<'_> {
 }
 
 /// Appends `event` to `events`, merging it into the previous event when both
-/// are data on the same stream and dropping empty data. The result does not
-/// depend on how the input was chunked — the form tests compare.
+/// are data on the same stream, and dropping empty data and frame ends. The
+/// result is each stream's content in order, whatever the chunking and
+/// framing — the form tests compare.
 pub fn push_coalesced(events: &mut Vec<OwnedExecEvent>, event: &ExecEvent<'_>) {
+    if let ExecEvent::DataEnd { .. } = event {
+        return;
+    }
     if let ExecEvent::Data { stream, bytes } = event {
         if bytes.is_empty() {
             return;

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn client_go_and_kube_rs_forms() {
         // client-go: json.Encoder adds "\n"; kube-rs: serde_json without it.
-        assert_eq!(sizes(&[b"{\"Width\":80,\"Height\":24}\n"]), Ok(vec![S80X24]));
+        assert_eq!(
+            sizes(&[b"{\"Width\":80,\"Height\":24}\n"]),
+            Ok(vec![S80X24])
+        );
         assert_eq!(sizes(&[b"{\"Width\":80,\"Height\":24}"]), Ok(vec![S80X24]));
     }
 

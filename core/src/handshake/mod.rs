@@ -131,7 +131,10 @@ impl WsProtocol {
 
     /// Payloads are base64 with an ASCII channel digit.
     pub fn base64(self) -> bool {
-        matches!(self, WsProtocol::Base64Channel | WsProtocol::V4Base64Channel)
+        matches!(
+            self,
+            WsProtocol::Base64Channel | WsProtocol::V4Base64Channel
+        )
     }
 
     /// The error channel carries a `metav1.Status` (v4+).

@@ -42,7 +42,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed<UpgradeRequest>>, Hands
         StreamProtocol::Spdy => "x-stream-protocol-version",
         StreamProtocol::WebSocket => {
             if method != "GET" {
-                return Err(HandshakeError::NotUpgrade("a WebSocket upgrade must be a GET"));
+                return Err(HandshakeError::NotUpgrade(
+                    "a WebSocket upgrade must be a GET",
+                ));
             }
             if headers.get("sec-websocket-key").is_none() {
                 return Err(HandshakeError::NotUpgrade("no `Sec-WebSocket-Key`"));
@@ -185,9 +187,7 @@ impl Headers<'_, '_> {
 }
 
 /// `/api/v1/namespaces/{ns}/pods/{pod}/{exec|attach|portforward}`.
-fn classify_path(
-    path: &str,
-) -> Result<(Resource, Option<String>, Option<String>), HandshakeError> {
+fn classify_path(path: &str) -> Result<(Resource, Option<String>, Option<String>), HandshakeError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let ["api", "v1", "namespaces", ns, "pods", pod, sub] = segments.as_slice() {
         let resource = match *sub {
@@ -220,7 +220,9 @@ fn apply_query(request: &mut UpgradeRequest, query: &str) -> Result<(), Handshak
         let slot = match key.as_str() {
             "command" => {
                 if request.command.len() >= MAX_COMMAND_ARGS {
-                    return Err(HandshakeError::BadTarget("too many command arguments".into()));
+                    return Err(HandshakeError::BadTarget(
+                        "too many command arguments".into(),
+                    ));
                 }
                 request.command.push(value);
                 continue;

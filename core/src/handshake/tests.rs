@@ -55,12 +55,25 @@ fn kubectl_websocket_exec_request() {
 fn kubectl_spdy_exec_request() {
     let r = request(KUBECTL_SPDY);
     assert_eq!(r.protocol, StreamProtocol::Spdy);
-    assert_eq!((r.namespace.as_deref(), r.pod.as_deref()), (Some("kube-system"), Some("web-0")));
-    assert_eq!(r.command, vec!["ls", "-l", "/tmp"], "repeated, percent-decoded, in order");
+    assert_eq!(
+        (r.namespace.as_deref(), r.pod.as_deref()),
+        (Some("kube-system"), Some("web-0"))
+    );
+    assert_eq!(
+        r.command,
+        vec!["ls", "-l", "/tmp"],
+        "repeated, percent-decoded, in order"
+    );
     assert!(!r.stdin && r.stdout && r.stderr && !r.tty);
     assert_eq!(
         r.offered,
-        vec!["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
+        vec![
+            "v5.channel.k8s.io",
+            "v4.channel.k8s.io",
+            "v3.channel.k8s.io",
+            "v2.channel.k8s.io",
+            "channel.k8s.io"
+        ]
     );
 }
 
@@ -75,7 +88,10 @@ fn comma_lists_and_bearer_subprotocols() {
     let r = request(&head);
     assert_eq!(r.offered, vec!["v5.channel.k8s.io", "v4.channel.k8s.io"]);
     assert!(r.bearer_subprotocol);
-    assert!(!format!("{r:?}").contains("c2VjcmV0"), "the token is not kept anywhere");
+    assert!(
+        !format!("{r:?}").contains("c2VjcmV0"),
+        "the token is not kept anywhere"
+    );
 }
 
 #[test]
@@ -83,15 +99,15 @@ fn resources_are_classified() {
     for (path, resource) in [
         ("/api/v1/namespaces/ns/pods/p/exec", Resource::Exec),
         ("/api/v1/namespaces/ns/pods/p/attach", Resource::Attach),
-        ("/api/v1/namespaces/ns/pods/p/portforward", Resource::PortForward),
+        (
+            "/api/v1/namespaces/ns/pods/p/portforward",
+            Resource::PortForward,
+        ),
         ("/api/v1/namespaces/ns/pods/p/log", Resource::Other),
         ("/api/v1/namespaces/ns/services/s/proxy", Resource::Other),
         ("/apis/apps/v1/namespaces/ns/deployments/d", Resource::Other),
     ] {
-        let head = KUBECTL_WS.replace(
-            "/api/v1/namespaces/default/pods/demo/exec",
-            path,
-        );
+        let head = KUBECTL_WS.replace("/api/v1/namespaces/default/pods/demo/exec", path);
         assert_eq!(request(&head).resource, resource, "{path}");
     }
 }
@@ -121,7 +137,11 @@ fn booleans_follow_the_api_servers_conversion() {
 #[test]
 fn an_incomplete_head_asks_for_more_at_every_cut() {
     for cut in 0..KUBECTL_SPDY.len() {
-        assert_eq!(parse_request(&KUBECTL_SPDY.as_bytes()[..cut]), Ok(None), "cut at {cut}");
+        assert_eq!(
+            parse_request(&KUBECTL_SPDY.as_bytes()[..cut]),
+            Ok(None),
+            "cut at {cut}"
+        );
     }
 }
 
@@ -146,12 +166,24 @@ fn requests_that_are_not_upgrades_are_typed_errors() {
         Err(HandshakeError::UnknownProtocol("h2c".into()))
     );
     let no_key = KUBECTL_WS.replace("Sec-Websocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
-    assert!(matches!(parse_request(no_key.as_bytes()), Err(HandshakeError::NotUpgrade(_))));
+    assert!(matches!(
+        parse_request(no_key.as_bytes()),
+        Err(HandshakeError::NotUpgrade(_))
+    ));
     let post_ws = KUBECTL_WS.replacen("GET", "POST", 1);
-    assert!(matches!(parse_request(post_ws.as_bytes()), Err(HandshakeError::NotUpgrade(_))));
-    assert!(matches!(parse_request(b"\x16\x03\x01garbage\r\n\r\n"), Err(HandshakeError::Malformed(_))));
+    assert!(matches!(
+        parse_request(post_ws.as_bytes()),
+        Err(HandshakeError::NotUpgrade(_))
+    ));
+    assert!(matches!(
+        parse_request(b"\x16\x03\x01garbage\r\n\r\n"),
+        Err(HandshakeError::Malformed(_))
+    ));
     let bad_escape = KUBECTL_WS.replace("command=sh", "command=%zz");
-    assert!(matches!(parse_request(bad_escape.as_bytes()), Err(HandshakeError::BadTarget(_))));
+    assert!(matches!(
+        parse_request(bad_escape.as_bytes()),
+        Err(HandshakeError::BadTarget(_))
+    ));
 }
 
 #[test]
@@ -171,7 +203,10 @@ fn switching_protocols_gives_the_negotiated_version() {
     let ws = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
     let parsed = response(KUBECTL_WS, ws).unwrap().unwrap();
-    assert_eq!(parsed.value, UpgradeResponse::Switched(Negotiated::WebSocket(WsProtocol::V5Channel)));
+    assert_eq!(
+        parsed.value,
+        UpgradeResponse::Switched(Negotiated::WebSocket(WsProtocol::V5Channel))
+    );
     assert_eq!(parsed.head_len, ws.len());
 
     // The kubelet picks v4 from kubectl's SPDY offers.
@@ -185,12 +220,14 @@ X-Stream-Protocol-Version: v4.channel.k8s.io\r\nDate: Thu, 01 Jan 2026 00:00:00 
 
 #[test]
 fn missing_version_headers_mean_the_oldest_protocol() {
-    let spdy = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
+    let spdy =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
     assert_eq!(
         response(KUBECTL_SPDY, spdy).unwrap().unwrap().value,
         UpgradeResponse::Switched(Negotiated::Spdy(RemoteCommandVersion::V1))
     );
-    let ws = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let ws =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     assert_eq!(
         response(KUBECTL_WS, ws).unwrap().unwrap().value,
         UpgradeResponse::Switched(Negotiated::WebSocket(WsProtocol::Channel))
@@ -214,17 +251,29 @@ fn a_101_that_does_not_match_the_offer_is_an_error() {
         response(KUBECTL_WS, other),
         Err(HandshakeError::NotOffered("v4.channel.k8s.io".into()))
     );
-    let wrong = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\nConnection: Upgrade\r\n\r\n";
-    assert_eq!(response(KUBECTL_WS, wrong), Err(HandshakeError::ResponseProtocolMismatch));
+    let wrong =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\nConnection: Upgrade\r\n\r\n";
+    assert_eq!(
+        response(KUBECTL_WS, wrong),
+        Err(HandshakeError::ResponseProtocolMismatch)
+    );
     let unknown = KUBECTL_SPDY.replace("channel.k8s.io\r\nContent", "v9.channel.k8s.io\r\nContent");
     let v9 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\nConnection: Upgrade\r\nX-Stream-Protocol-Version: v9.channel.k8s.io\r\n\r\n";
-    assert_eq!(response(&unknown, v9), Err(HandshakeError::UnknownVersion("v9.channel.k8s.io".into())));
+    assert_eq!(
+        response(&unknown, v9),
+        Err(HandshakeError::UnknownVersion("v9.channel.k8s.io".into()))
+    );
 }
 
 #[test]
 fn an_incomplete_response_asks_for_more() {
-    let spdy = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
+    let spdy =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
     for cut in 0..spdy.len() {
-        assert_eq!(response(KUBECTL_SPDY, &spdy[..cut]), Ok(None), "cut at {cut}");
+        assert_eq!(
+            response(KUBECTL_SPDY, &spdy[..cut]),
+            Ok(None),
+            "cut at {cut}"
+        );
     }
 }

@@ -193,7 +193,10 @@ impl Session {
     fn handle_bytes(&mut self, now: Instant, side: Side, bytes: &[u8]) {
         let at = self.elapsed(now);
         let recorder = &mut self.recorder;
-        if let Err(e) = self.decoder.handle(side, bytes, |e| recorder.on_event(now, at, e)) {
+        if let Err(e) = self
+            .decoder
+            .handle(side, bytes, |e| recorder.on_event(now, at, e))
+        {
             recorder.fail(at, &e.to_string());
         }
         recorder.flush();

@@ -31,14 +31,26 @@ pub enum SessionEvent {
     Upgraded(Negotiated),
     /// The connection is not recorded (port-forward, other upgrade, refused).
     PassThrough(PassThrough),
-    StreamOpened { stream: StreamKind, by: Side },
+    StreamOpened {
+        stream: StreamKind,
+        by: Side,
+    },
     Resize(TerminalSize),
     Exit(ExitStatus),
-    StreamClosed { stream: StreamKind, by: Side, how: StreamEnd },
-    ConnectionClosed { by: Side, cause: CloseCause },
+    StreamClosed {
+        stream: StreamKind,
+        by: Side,
+        how: StreamEnd,
+    },
+    ConnectionClosed {
+        by: Side,
+        cause: CloseCause,
+    },
     /// The streams could not be decoded: the recording stops here (the
     /// bytes keep flowing; what to do about it is the policy's call).
-    DecodeFailed { message: String },
+    DecodeFailed {
+        message: String,
+    },
     /// The cast is complete; nothing more will be written.
     RecordingFinished(RecordingStats),
 }

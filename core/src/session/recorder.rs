@@ -129,9 +129,14 @@ impl Recorder {
                     return;
                 }
                 if let Some(out) = cast_buffer(&mut self.state, &mut self.pending) {
-                    self.cast.data(at, stream, bytes, out);
+                    self.cast.data(at, stream, bytes, false, out);
                 }
                 self.check_held();
+            }
+            ExecEvent::DataEnd { stream } => {
+                if let Some(out) = cast_buffer(&mut self.state, &mut self.pending) {
+                    self.cast.data_end(stream, out);
+                }
             }
             ExecEvent::Resize(size) => {
                 self.event(SessionEvent::Resize(size));
@@ -238,7 +243,9 @@ impl Recorder {
         if let Some(term) = &self.meta.term {
             env.insert("TERM".to_string(), term.clone());
         }
-        let command = request.map(|r| r.command.join(" ")).filter(|c| !c.is_empty());
+        let command = request
+            .map(|r| r.command.join(" "))
+            .filter(|c| !c.is_empty());
         let pod = request.and_then(|r| r.pod.clone()).unwrap_or_default();
         CastHeader {
             version: 2,
@@ -251,15 +258,22 @@ impl Recorder {
                     Some(Resource::Attach) => "attach",
                     _ => "exec",
                 },
-                request.and_then(|r| r.namespace.clone()).unwrap_or_default(),
+                request
+                    .and_then(|r| r.namespace.clone())
+                    .unwrap_or_default(),
                 pod,
-                command.as_deref().map(|c| format!(": {c}")).unwrap_or_default(),
+                command
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default(),
             )),
             command,
             env,
             kubernetes: KubernetesInfo {
                 cluster: self.config.cluster.clone(),
-                namespace: request.and_then(|r| r.namespace.clone()).unwrap_or_default(),
+                namespace: request
+                    .and_then(|r| r.namespace.clone())
+                    .unwrap_or_default(),
                 pod,
                 container: request.and_then(|r| r.container.clone()),
                 resource: match request.map(|r| r.resource) {
@@ -278,7 +292,6 @@ impl Recorder {
         }
     }
 }
-
 
 /// Where cast events go right now, if anywhere.
 fn cast_buffer<'a>(state: &'a mut State, pending: &'a mut Vec<u8>) -> Option<&'a mut Vec<u8>> {

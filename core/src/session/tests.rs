@@ -12,6 +12,12 @@ const WS_101: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r
 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
 const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
 
+/// Any instant will do as the start: only differences are recorded.
+#[allow(clippy::disallowed_methods)]
+fn base_instant() -> Instant {
+    Instant::now()
+}
+
 fn upstream(channel: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_channel_message(&mut out, WsProtocol::V5Channel, channel, payload, None);
@@ -46,7 +52,7 @@ fn meta() -> SessionMeta {
 
 #[test]
 fn a_tty_session_becomes_a_cast() {
-    let t0 = Instant::now();
+    let t0 = base_instant();
     let at = |ms| t0 + Duration::from_millis(ms);
     let mut s = Session::new(SessionConfig::default(), meta());
     let (mut cast, mut events) = (Vec::new(), Vec::new());
@@ -56,13 +62,19 @@ fn a_tty_session_becomes_a_cast() {
     s.handle_upstream_bytes(at(20), &upstream(1, b"$ "));
     drain(&mut s, &mut cast, &mut events);
     assert!(cast.is_empty(), "held until the first resize");
-    assert_eq!(s.timer(), Some((at(10) + Duration::from_secs(1), Timer::FirstResize)));
+    assert_eq!(
+        s.timer(),
+        Some((at(10) + Duration::from_secs(1), Timer::FirstResize))
+    );
 
     s.handle_client_bytes(at(30), &client(4, b"{\"Width\":100,\"Height\":30}\n"));
     s.handle_client_bytes(at(40), &client(0, b"exit\r"));
     s.handle_upstream_bytes(at(50), &upstream(1, "exit\r\nbye €\r\n".as_bytes()));
     s.handle_client_bytes(at(60), &client(4, b"{\"Width\":120,\"Height\":40}\n"));
-    s.handle_upstream_bytes(at(70), &upstream(3, br#"{"metadata":{},"status":"Success"}"#));
+    s.handle_upstream_bytes(
+        at(70),
+        &upstream(3, br#"{"metadata":{},"status":"Success"}"#),
+    );
     s.handle_eof(at(80), Side::Upstream);
     s.handle_eof(at(80), Side::Client);
     drain(&mut s, &mut cast, &mut events);
@@ -70,12 +82,18 @@ fn a_tty_session_becomes_a_cast() {
     let text = String::from_utf8(cast).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(100), Some(30)));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(100), Some(30))
+    );
     assert_eq!(header["timestamp"], 1_700_000_000);
     assert_eq!(header["command"], "sh");
     assert_eq!(header["kubernetes"]["user"], "alice");
     assert_eq!(header["kubernetes"]["protocol"], "websocket");
-    assert_eq!(header["kubernetes"]["protocol_version"], "v5.channel.k8s.io");
+    assert_eq!(
+        header["kubernetes"]["protocol_version"],
+        "v5.channel.k8s.io"
+    );
     assert_eq!(
         &lines[1..],
         [
@@ -87,13 +105,15 @@ fn a_tty_session_becomes_a_cast() {
         "stdin is not recorded by default"
     );
     assert!(events.contains(&SessionEvent::Exit(ExitStatus::Success)));
-    assert!(matches!(events.last(), Some(SessionEvent::RecordingFinished(stats)) if stats.stdin_bytes == 5 && stats.stdout_bytes == 17));
+    assert!(
+        matches!(events.last(), Some(SessionEvent::RecordingFinished(stats)) if stats.stdin_bytes == 5 && stats.stdout_bytes == 17)
+    );
     assert_eq!(s.poll_timeout(), None);
 }
 
 #[test]
 fn without_a_resize_the_header_waits_at_most_resize_wait() {
-    let t0 = Instant::now();
+    let t0 = base_instant();
     let mut s = Session::new(SessionConfig::default(), meta());
     let (mut cast, mut events) = (Vec::new(), Vec::new());
     s.handle_client_bytes(t0, WS_TTY_REQUEST);
@@ -107,14 +127,17 @@ fn without_a_resize_the_header_waits_at_most_resize_wait() {
     drain(&mut s, &mut cast, &mut events);
     let text = String::from_utf8(cast).unwrap();
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(80), Some(24)));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(24))
+    );
     assert_eq!(text.lines().nth(1), Some(r#"[0.000000, "o", "hello"]"#));
     assert_eq!(s.poll_timeout(), None);
 }
 
 #[test]
 fn stdin_is_recorded_only_when_enabled() {
-    let t0 = Instant::now();
+    let t0 = base_instant();
     let config = SessionConfig {
         record_stdin: true,
         ..Default::default()
@@ -135,24 +158,29 @@ fn stdin_is_recorded_only_when_enabled() {
 
 #[test]
 fn port_forward_is_passed_through_unrecorded() {
-    let t0 = Instant::now();
+    let t0 = base_instant();
     let request = b"POST /api/v1/namespaces/default/pods/demo/portforward HTTP/1.1\r\nHost: x\r\n\
 Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n";
     let mut s = Session::new(SessionConfig::default(), meta());
     let (mut cast, mut events) = (Vec::new(), Vec::new());
     s.handle_client_bytes(t0, request);
-    s.handle_upstream_bytes(t0, b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x80\x03\x00\x01anything");
+    s.handle_upstream_bytes(
+        t0,
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x80\x03\x00\x01anything",
+    );
     s.handle_client_bytes(t0, b"\xff\xff arbitrary bytes");
     s.handle_eof(t0, Side::Client);
     s.handle_eof(t0, Side::Upstream);
     drain(&mut s, &mut cast, &mut events);
     assert!(cast.is_empty());
-    assert!(events.contains(&SessionEvent::PassThrough(crate::exec::PassThrough::PortForward)));
+    assert!(events.contains(&SessionEvent::PassThrough(
+        crate::exec::PassThrough::PortForward
+    )));
 }
 
 #[test]
 fn a_decode_error_stops_the_recording_with_a_marker() {
-    let t0 = Instant::now();
+    let t0 = base_instant();
     let mut s = Session::new(SessionConfig::default(), meta());
     let (mut cast, mut events) = (Vec::new(), Vec::new());
     s.handle_client_bytes(t0, WS_TTY_REQUEST);
@@ -161,18 +189,26 @@ fn a_decode_error_stops_the_recording_with_a_marker() {
     // RSV bits set on an unextended connection: RFC 6455 §5.2 says fail.
     s.handle_upstream_bytes(t0, &[0xf2, 0x01, 0x01]);
     drain(&mut s, &mut cast, &mut events);
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
     let text = String::from_utf8(cast).unwrap();
-    assert!(text.contains(r#""o", "ok""#), "what was seen is kept: {text}");
+    assert!(
+        text.contains(r#""o", "ok""#),
+        "what was seen is kept: {text}"
+    );
     assert!(text.contains("kubecast: recording stopped"), "{text}");
-    assert!(matches!(events.last(), Some(SessionEvent::RecordingFinished(_))));
+    assert!(matches!(
+        events.last(),
+        Some(SessionEvent::RecordingFinished(_))
+    ));
 }
 
 proptest::proptest! {
     /// The cast does not depend on how the bytes were cut into reads.
     #[test]
     fn any_chunking_gives_the_same_cast(cuts in proptest::collection::vec(1usize..40, 1..20)) {
-        let t0 = Instant::now();
+        let t0 = base_instant();
         let mut client_bytes = WS_TTY_REQUEST.to_vec();
         client_bytes.extend(client(4, b"{\"Width\":90,\"Height\":20}\n"));
         client_bytes.extend(client(0, "héllo\r".as_bytes()));

@@ -134,6 +134,17 @@ impl SpdyDecoder {
         }
     }
 
+    /// The SPDY stream id of the stream opened with role `kind` (the first,
+    /// should there be several): where the core writes when it injects
+    /// frames, e.g. a Status on the error stream.
+    pub fn stream_id(&self, kind: StreamKind) -> Option<u32> {
+        self.session
+            .streams
+            .iter()
+            .find(|(_, k)| **k == Some(kind))
+            .map(|(id, _)| *id)
+    }
+
     fn direction(&mut self, side: Side) -> &mut Direction {
         match side {
             Side::Client => &mut self.client,

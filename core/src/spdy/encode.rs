@@ -1,7 +1,8 @@
 //! [`FrameWriter`]: SPDY/3.1 frames, as spdystream writes them.
 
 use super::frame::{
-    frame_type, FLAG_FIN, FLAG_SETTINGS_CLEAR, FLAG_UNIDIRECTIONAL, MAX_FRAME_LENGTH, SPDY_VERSION, STREAM_ID_MASK,
+    frame_type, FLAG_FIN, FLAG_SETTINGS_CLEAR, FLAG_UNIDIRECTIONAL, MAX_FRAME_LENGTH, SPDY_VERSION,
+    STREAM_ID_MASK,
 };
 use super::headers::{encode_nv_block, HeaderDeflater};
 use super::reader::{Frame, Setting};
@@ -100,7 +101,11 @@ pub fn write_window_update(out: &mut Vec<u8>, stream_id: u32, delta: u32) {
 }
 
 /// Appends SETTINGS with `settings` (ids are 24 bits).
-pub fn write_settings(out: &mut Vec<u8>, clear: bool, settings: &[Setting]) -> Result<(), SpdyError> {
+pub fn write_settings(
+    out: &mut Vec<u8>,
+    clear: bool,
+    settings: &[Setting],
+) -> Result<(), SpdyError> {
     let count = u32::try_from(settings.len()).unwrap_or(u32::MAX);
     let mut payload = Vec::with_capacity(4 + 8 * settings.len());
     payload.extend_from_slice(&count.to_be_bytes());

@@ -168,7 +168,10 @@ pub(crate) enum Step {
 enum State {
     Header,
     Control(ControlHeader),
-    Data { header: DataHeader, remaining: usize },
+    Data {
+        header: DataHeader,
+        remaining: usize,
+    },
 }
 
 /// The incremental frame parser of one direction.
@@ -488,9 +491,21 @@ mod tests {
             assert!(matches!(&got[0], Step::Control { .. }));
             if cut < 8 {
                 // The header completed in the second chunk with the payload.
-                assert!(matches!(&got[0], Step::Control { payload: Payload::Input(_), .. }));
+                assert!(matches!(
+                    &got[0],
+                    Step::Control {
+                        payload: Payload::Input(_),
+                        ..
+                    }
+                ));
             } else {
-                assert!(matches!(&got[0], Step::Control { payload: Payload::Buffered, .. }));
+                assert!(matches!(
+                    &got[0],
+                    Step::Control {
+                        payload: Payload::Buffered,
+                        ..
+                    }
+                ));
                 assert_eq!(p.buffered(), &PING[8..]);
             }
             assert_eq!(p.partial_len(), 0);
@@ -519,7 +534,9 @@ mod tests {
         let frame = [0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
         let mut p = FrameParser::new(1024);
         let got = steps(&mut p, &frame);
-        assert!(matches!(&got[..], [Step::Data { header, end: true, .. }] if header.stream_id == 0x7FFF_FFFF));
+        assert!(
+            matches!(&got[..], [Step::Data { header, end: true, .. }] if header.stream_id == 0x7FFF_FFFF)
+        );
     }
 
     #[test]

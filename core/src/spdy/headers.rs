@@ -55,7 +55,9 @@ impl<'a> NvBlock<'a> {
         // Every pair takes at least 8 bytes, so `rest` runs out long before
         // a hostile count could make this loop long.
         for _ in 0..count {
-            let Pair { name, rest: after, .. } = split_pair(rest)?;
+            let Pair {
+                name, rest: after, ..
+            } = split_pair(rest)?;
             if name.is_empty() {
                 return Err(SpdyError::MalformedHeaderBlock("empty header name"));
             }
@@ -105,7 +107,9 @@ fn split_string(bytes: &[u8]) -> Result<(&[u8], &[u8]), SpdyError> {
     ))? as usize;
     let rest = bytes.get(4..).unwrap_or_default();
     rest.split_at_checked(len)
-        .ok_or(SpdyError::MalformedHeaderBlock("name/value longer than the block"))
+        .ok_or(SpdyError::MalformedHeaderBlock(
+            "name/value longer than the block",
+        ))
 }
 
 /// Iterator over a validated block's pairs.
@@ -320,7 +324,9 @@ mod tests {
         assert_eq!(inflate_all(&compressed, 1024).unwrap(), plain);
         // Skipping a block breaks the shared context.
         let skipped = vec![compressed[0].clone(), compressed[2].clone()];
-        assert!(inflate_all(&skipped, 1024).map(|g| g != [plain[0].clone(), plain[2].clone()]).unwrap_or(true));
+        assert!(inflate_all(&skipped, 1024)
+            .map(|g| g != [plain[0].clone(), plain[2].clone()])
+            .unwrap_or(true));
     }
 
     #[test]
@@ -328,7 +334,8 @@ mod tests {
         let mut d = HeaderDeflater::default();
         let big = "a".repeat(100_000);
         let mut out = Vec::new();
-        d.compress(&encode_nv_block(&[("x", &big)]), &mut out).unwrap();
+        d.compress(&encode_nv_block(&[("x", &big)]), &mut out)
+            .unwrap();
         assert!(out.len() < 1000, "compresses well: {}", out.len());
         assert_eq!(
             inflate_all(&[out], 10_000),

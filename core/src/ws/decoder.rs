@@ -399,6 +399,7 @@ impl MessageState {
         match target {
             // No channel byte at all: the Go servers skip empty messages.
             Some(Target::NeedChannel) => ch.ignored += 1,
+            Some(Target::Data(stream)) => sink(ExecEvent::DataEnd { stream }),
             Some(Target::CloseSignal { channel, len }) => {
                 if len != 1 {
                     return Err(WsError::BadCloseSignal { len });

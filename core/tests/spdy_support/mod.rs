@@ -47,7 +47,9 @@ impl Transcript {
 
     /// Upstream SYN_REPLY with zero headers, as spdystream replies.
     pub fn reply(&mut self, id: u32) {
-        self.send(Side::Upstream, |w, out| w.syn_reply(out, id, &[], false).unwrap());
+        self.send(Side::Upstream, |w, out| {
+            w.syn_reply(out, id, &[], false).unwrap()
+        });
     }
 
     pub fn data(&mut self, side: Side, id: u32, bytes: &[u8], fin: bool) {
@@ -56,7 +58,10 @@ impl Transcript {
 
     /// All segments as (side, bytes) pairs.
     pub fn chunks(&self) -> Vec<(Side, &[u8])> {
-        self.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect()
+        self.segments
+            .iter()
+            .map(|(s, b)| (*s, b.as_slice()))
+            .collect()
     }
 }
 
