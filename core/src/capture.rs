@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! kubecast-capture/1\n                  magic line
-//! {"timestamp":…,"note":…}\n             one JSON header line (CaptureHeader)
+//! {"timestamp":…,"user":…,…}\n           one JSON header line (CaptureHeader)
 //! record*                                until end of file
 //!
 //! record = kind:u8  at_micros:u64  len:u32  bytes[len]
@@ -36,6 +36,19 @@ pub struct CaptureHeader {
     /// Free text: what was captured and how to regenerate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The authenticated caller, when the capturing proxy knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The session's id (the recording's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The cluster's configured name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// What a record holds.
@@ -214,6 +227,7 @@ mod tests {
             &CaptureHeader {
                 timestamp: Some(1_700_000_000),
                 note: Some("test".into()),
+                ..Default::default()
             },
             &mut out,
         );

@@ -232,6 +232,58 @@ fn header_blocks_from_an_independent_zlib_decode_with_the_dictionary() {
     assert!(matches!(result, Err(SpdyError::Zlib(_))), "{result:?}");
 }
 
+/// The client direction of a real `kubectl exec -i p -- cat` (kubectl
+/// v1.32.4, `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`), captured against a
+/// minimal SPDY server: SYN_STREAMs for error, stdin, stdout, stderr
+/// (1, 3, 5, 7) compressed by Go's compress/zlib through spdystream, then
+/// stdin `hello\n` followed by bytes shaped like a name/value block, then
+/// the empty DATA + FIN of stdin EOF.
+const KUBECTL_EXEC_I_CLIENT: &str = "
+    80030001000000290000000100000000000078f9e3c6a7c26260606004a7b392
+    a2d4c45c6851c29a0a0a6800000000ffff800300010000001700000003000000
+    000000c22e555c92929907000000ffff80030001000000190000000500000000
+    0000c22ac5565c92925f5a02000000ffff800300010000001500000007000000
+    000000c229975a5404000000ffff000000030000001968656c6c6f0a00000001
+    0000000a73747265616d747970650a0000000301000000";
+
+#[test]
+fn real_kubectl_client_bytes_decode() {
+    let wire = hex(KUBECTL_EXEC_I_CLIENT);
+    let mut expected: Vec<_> = [
+        StreamKind::Error,
+        StreamKind::Stdin,
+        StreamKind::Stdout,
+        StreamKind::Stderr,
+    ]
+    .into_iter()
+    .map(|stream| E::StreamOpened { stream, by: C })
+    .collect();
+    expected.push(E::Data {
+        stream: kubecast_core::DataStream::Stdin,
+        bytes: b"hello\n\x00\x00\x00\x01\x00\x00\x00\nstreamtype\n".to_vec(),
+    });
+    expected.push(E::StreamClosed {
+        stream: StreamKind::Stdin,
+        by: C,
+        how: StreamEnd::Fin,
+    });
+    for chunks in [
+        vec![(C, &wire[..])],
+        spdy_support::bytewise(&[(C, &wire[..])]),
+    ] {
+        let (events, result) = decode(V4, &Limits::default(), &chunks);
+        assert_eq!(result, Ok(()));
+        assert_eq!(events, expected);
+    }
+    // The FrameReader (the test upstream's view) agrees.
+    let frames = read_all(&wire);
+    assert_eq!(frames.len(), 6);
+    assert!(
+        matches!(&frames[3], Frame::SynStream { stream_id: 7, headers, .. }
+        if headers.get("streamtype") == Some("stderr"))
+    );
+}
+
 #[test]
 fn the_zlib_context_is_carried_across_all_header_frames_of_a_direction() {
     // Uninteresting header frames (HEADERS, SYN_REPLY on the same side)

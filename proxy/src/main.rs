@@ -1,13 +1,15 @@
 //! The `kubecast` command.
 //!
-//! Today it decodes captured exec/attach connections (`kubecast decode`);
-//! the proxy, recorder and replay subcommands arrive with their issues.
+//! Today it turns captured exec/attach connections into casts (`kubecast
+//! replay`) and shows what the decoders see in them (`kubecast decode`); the
+//! proxy and recorder subcommands arrive with their issues.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod decode;
+mod replay;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +24,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Turn a captured exec/attach connection into an asciicast v2 recording.
+    Replay {
+        /// A capture file (kubecast-capture/1), e.g. tests/fixtures/ws-v5-exec-tty.cap.
+        capture: PathBuf,
+        /// Write the cast here instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Record stdin as "i" events (off by default: input can hold secrets).
+        #[arg(long)]
+        record_stdin: bool,
+        /// The cluster name written into the cast header.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
     /// Decode a captured exec/attach connection and print its events.
     Decode {
         /// A capture file (kubecast-capture/1), e.g. tests/fixtures/ws-v5-exec-tty.cap.
@@ -35,6 +51,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Replay {
+            capture,
+            output,
+            record_stdin,
+            cluster,
+        } => {
+            let config = kubecast_core::session::SessionConfig {
+                record_stdin,
+                cluster,
+                ..Default::default()
+            };
+            replay::run(&capture, output.as_deref(), config)
+        }
         Command::Decode { capture, json } => decode::run(&capture, json),
     };
     match result {
