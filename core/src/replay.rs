@@ -61,7 +61,11 @@ pub fn replay(
                 }
             }
             RecordKind::Eof(side) => {
-                eof[usize::from(side == Side::Upstream)] = true;
+                let [client, upstream] = &mut eof;
+                *match side {
+                    Side::Client => client,
+                    Side::Upstream => upstream,
+                } = true;
                 session.handle_eof(now, side);
                 drain(&mut session, &mut out);
             }

@@ -153,7 +153,16 @@ fn every_complete_frame_in_one_read_is_processed() {
     decoder
         .decode(C, &client, |e| client_events.push(e.to_owned()))
         .unwrap();
-    assert_eq!(client_events.len(), 4 + 2 + 2 + 4, "{client_events:?}");
+    let frame_ends = client_events
+        .iter()
+        .filter(|e| matches!(e, E::DataEnd { .. }))
+        .count();
+    assert_eq!(frame_ends, 2, "one per stdin data frame: {client_events:?}");
+    assert_eq!(
+        client_events.len(),
+        4 + 2 + 2 + 4 + frame_ends,
+        "{client_events:?}"
+    );
     assert_eq!(decoder.partial_frame_len(C), 0);
     let mut upstream_events = Vec::new();
     decoder
@@ -256,7 +265,10 @@ fn data_is_streamed_as_slices_of_the_input_without_empty_pieces() {
         pieces,
         vec![
             data(DataStream::Stdout, b"ab"),
-            data(DataStream::Stdout, b"cdef")
+            data(DataStream::Stdout, b"cdef"),
+            E::DataEnd {
+                stream: DataStream::Stdout
+            },
         ]
     );
     // Only the header: no (empty) Data event.

@@ -204,6 +204,18 @@ impl Session {
         self.streams.get(&stream_id).copied().flatten()
     }
 
+    /// The terminal stream `side`'s data on `stream_id` belongs to. Data is
+    /// only taken in the direction remotecommand writes it, so a client
+    /// cannot forge "output" by writing on the stdout stream.
+    fn data_stream(&self, stream_id: u32, side: Side) -> Option<DataStream> {
+        match (self.kind(stream_id), side) {
+            (Some(StreamKind::Stdin), Side::Client) => Some(DataStream::Stdin),
+            (Some(StreamKind::Stdout), Side::Upstream) => Some(DataStream::Stdout),
+            (Some(StreamKind::Stderr), Side::Upstream) => Some(DataStream::Stderr),
+            _ => None,
+        }
+    }
+
     fn on_control(
         &mut self,
         side: Side,
@@ -286,12 +298,11 @@ impl Session {
         end: bool,
         sink: &mut Sink<'_>,
     ) -> Result<(), SpdyError> {
-        if !bytes.is_empty() {
-            let data = |stream| ExecEvent::Data { stream, bytes };
+        let data_stream = self.data_stream(header.stream_id, side);
+        if let (Some(stream), false) = (data_stream, bytes.is_empty()) {
+            sink(ExecEvent::Data { stream, bytes });
+        } else if !bytes.is_empty() {
             match (self.kind(header.stream_id), side) {
-                (Some(StreamKind::Stdin), Side::Client) => sink(data(DataStream::Stdin)),
-                (Some(StreamKind::Stdout), Side::Upstream) => sink(data(DataStream::Stdout)),
-                (Some(StreamKind::Stderr), Side::Upstream) => sink(data(DataStream::Stderr)),
                 (Some(StreamKind::Resize), Side::Client) => self
                     .resize
                     .push(bytes, |size| sink(ExecEvent::Resize(size)))
@@ -304,8 +315,13 @@ impl Session {
                 _ => {}
             }
         }
-        if end && header.fin() {
-            self.on_fin(side, header.stream_id, sink);
+        if end {
+            if let Some(stream) = data_stream {
+                sink(ExecEvent::DataEnd { stream });
+            }
+            if header.fin() {
+                self.on_fin(side, header.stream_id, sink);
+            }
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 pub mod container;
 mod http;
 mod json;
+mod session;
 mod spdy;
 mod ws;
 

@@ -1,0 +1,13 @@
+//! `kubecast-tests`: what the end-to-end tests stand on.
+//!
+//! - [`upstream`]: [`upstream::TestUpstream`], a faithful imitation of
+//!   kube-apiserver's exec/attach endpoints (WebSocket and SPDY/3.1) with a
+//!   scripted container.
+//! - [`kubectl`]: runs the real `kubectl` against a server — piped, or
+//!   under a pseudo-terminal driven by `tests/scripts/pty_run.py`.
+//! - [`capture`]: a TCP relay that records upgraded exec/attach connections
+//!   in the core's capture format (the fixtures in `tests/fixtures/`).
+
+pub mod capture;
+pub mod kubectl;
+pub mod upstream;
