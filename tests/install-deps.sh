@@ -30,3 +30,7 @@ have python3 || { apt-get update -qq && apt-get install -y -qq python3 >&2; }
 if ! have kubectl; then
     install_kubectl
 fi
+# The casts are checked with asciinema's own CLI (2.x, from PyPI).
+if ! have asciinema; then
+    pip install -q "asciinema>=2,<3" >&2
+fi

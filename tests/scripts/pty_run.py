@@ -84,15 +84,16 @@ def main():
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                words = line.decode().split()
-                if not words:
-                    continue
-                if words[0] == "d" and len(words) == 2:
-                    write_all(master, bytes.fromhex(words[1]))
-                elif words[0] == "r" and len(words) == 3:
-                    set_size(master, int(words[1]), int(words[2]))
-                else:
-                    sys.stderr.write(f"pty_run: bad instruction {line!r}\n")
+                words = line.decode(errors="replace").split()
+                try:
+                    if words and words[0] == "d" and len(words) == 2:
+                        write_all(master, bytes.fromhex(words[1]))
+                    elif words and words[0] == "r" and len(words) == 3:
+                        set_size(master, int(words[1]), int(words[2]))
+                    elif words:
+                        raise ValueError("unknown instruction")
+                except ValueError as e:
+                    sys.stderr.write(f"pty_run: bad instruction {line!r}: {e}\n")
     _, status = os.waitpid(pid, 0)
     if timed_out:
         sys.stderr.write(f"pty_run: {argv[0]} still running after {timeout}s: killed\n")

@@ -61,7 +61,9 @@ impl CaptureRelay {
     /// Listens on `127.0.0.1:0` and relays to `upstream`; `note` goes into
     /// every capture's header.
     pub async fn start(upstream: SocketAddr, note: &str) -> CaptureRelay {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind the capture relay");
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the capture relay");
         let addr = listener.local_addr().expect("relay address");
         let captures = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done) = watch::channel(0usize);
@@ -132,7 +134,10 @@ async fn relay(client: TcpStream, upstream: SocketAddr, note: &str) -> Option<Ca
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let mut bytes = Vec::new();
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs());
     write_header(
         &CaptureHeader {
             timestamp,
@@ -156,7 +161,8 @@ async fn relay(client: TcpStream, upstream: SocketAddr, note: &str) -> Option<Ca
     let request_line = head.lines().next().unwrap_or("").to_string();
     let path = request_line.split(' ').nth(1).unwrap_or("");
     let path = path.split('?').next().unwrap_or("");
-    let is_session = path.starts_with("/api/v1/namespaces/") && (path.ends_with("/exec") || path.ends_with("/attach"));
+    let is_session = path.starts_with("/api/v1/namespaces/")
+        && (path.ends_with("/exec") || path.ends_with("/attach"));
     is_session.then(|| Capture {
         request_line,
         bytes: recording.bytes.clone(),
@@ -164,7 +170,12 @@ async fn relay(client: TcpStream, upstream: SocketAddr, note: &str) -> Option<Ca
 }
 
 /// Copies one direction, recording each read before forwarding it.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, side: Side, recording: Arc<Mutex<Recording>>) {
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    side: Side,
+    recording: Arc<Mutex<Recording>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = from.read(&mut buf).await.unwrap_or(0);

@@ -197,13 +197,22 @@ impl Kubectl {
 
     /// Runs `kubectl ARGS` with `stdin` piped in (or no stdin), waits at most
     /// [`RUN_TIMEOUT`], and returns what it printed.
-    pub async fn run<S: AsRef<OsStr>>(&self, transport: Transport, args: &[S], stdin: Option<&[u8]>) -> KubectlOutput {
+    pub async fn run<S: AsRef<OsStr>>(
+        &self,
+        transport: Transport,
+        args: &[S],
+        stdin: Option<&[u8]>,
+    ) -> KubectlOutput {
         let mut command = Command::new(&self.program);
         self.configure(&mut command, transport);
         command
             .args(self.global_args())
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn kubectl");
@@ -214,7 +223,10 @@ impl Kubectl {
                 // Dropping the pipe is stdin's end of file.
             });
         }
-        let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         match tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output()).await {
             Ok(Ok(output)) => KubectlOutput {
                 code: output.status.code(),
@@ -222,7 +234,9 @@ impl Kubectl {
                 stderr: output.stderr,
             },
             Ok(Err(e)) => panic!("kubectl {shown:?} ({transport:?}): {e}"),
-            Err(_) => panic!("kubectl {shown:?} ({transport:?}) still running after {RUN_TIMEOUT:?}"),
+            Err(_) => {
+                panic!("kubectl {shown:?} ({transport:?}) still running after {RUN_TIMEOUT:?}")
+            }
         }
     }
 
@@ -249,7 +263,9 @@ impl Kubectl {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn python3 tests/scripts/pty_run.py");
+        let mut child = command
+            .spawn()
+            .expect("spawn python3 tests/scripts/pty_run.py");
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let diagnostics = Arc::new(Mutex::new(Vec::new()));
@@ -305,7 +321,11 @@ impl PtySession {
     }
 
     fn explain(&self) -> String {
-        let diagnostics = self.diagnostics.lock().map(|d| d.clone()).unwrap_or_default();
+        let diagnostics = self
+            .diagnostics
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
         format!(
             "terminal so far: {:?}\npty_run.py stderr: {}",
             String::from_utf8_lossy(&self.transcript),
@@ -320,7 +340,10 @@ impl PtySession {
         let needle_bytes = needle.as_bytes();
         loop {
             let unseen = &self.transcript[self.seen..];
-            if let Some(at) = unseen.windows(needle_bytes.len().max(1)).position(|w| w == needle_bytes) {
+            if let Some(at) = unseen
+                .windows(needle_bytes.len().max(1))
+                .position(|w| w == needle_bytes)
+            {
                 let end = self.seen + at + needle_bytes.len();
                 let text = String::from_utf8_lossy(&self.transcript[self.seen..end]).into_owned();
                 self.seen = end;
@@ -328,7 +351,10 @@ impl PtySession {
             }
             let mut buf = [0u8; 8192];
             match tokio::time::timeout_at(deadline, self.stdout.read(&mut buf)).await {
-                Ok(Ok(0)) => panic!("kubectl's terminal closed before showing {needle:?}\n{}", self.explain()),
+                Ok(Ok(0)) => panic!(
+                    "kubectl's terminal closed before showing {needle:?}\n{}",
+                    self.explain()
+                ),
                 Ok(Ok(n)) => self.transcript.extend_from_slice(&buf[..n]),
                 Ok(Err(e)) => panic!("reading kubectl's terminal: {e}\n{}", self.explain()),
                 Err(_) => panic!(
@@ -380,7 +406,10 @@ impl PtySession {
             rest
         };
         let Ok(rest) = tokio::time::timeout(RUN_TIMEOUT, read_rest).await else {
-            panic!("kubectl under a pty still running after {RUN_TIMEOUT:?}\n{}", self.explain());
+            panic!(
+                "kubectl under a pty still running after {RUN_TIMEOUT:?}\n{}",
+                self.explain()
+            );
         };
         self.transcript.extend_from_slice(&rest);
         let status = match tokio::time::timeout(RUN_TIMEOUT, self.child.wait()).await {

@@ -6,8 +6,11 @@
 //! - [`kubectl`]: runs the real `kubectl` against a server — piped, or
 //!   under a pseudo-terminal driven by `tests/scripts/pty_run.py`.
 //! - [`capture`]: a TCP relay that records upgraded exec/attach connections
-//!   in the core's capture format (the fixtures in `tests/fixtures/`).
+//!   in the core's capture format.
+//! - [`fixtures`]: the sessions captured in `tests/fixtures/` and how to
+//!   record them again.
 
 pub mod capture;
+pub mod fixtures;
 pub mod kubectl;
 pub mod upstream;

@@ -24,7 +24,10 @@ async fn main() {
     };
     println!("kubecast test upstream listening on {}", upstream.url());
     println!("pods: default/demo (container main: sh, tty), default/worker (container main: cat)");
-    println!("try: kubectl --server {} exec demo -- echo hello", upstream.url());
+    println!(
+        "try: kubectl --server {} exec demo -- echo hello",
+        upstream.url()
+    );
     let _ = tokio::signal::ctrl_c().await;
 }
 

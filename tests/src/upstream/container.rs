@@ -83,13 +83,15 @@ pub struct Process {
     pub exit: JoinHandle<Exit>,
 }
 
-/// Starts `command` (see the module docs). `tty` selects the terminal line
-/// discipline.
-pub fn spawn(command: Vec<String>, tty: bool) -> Process {
+/// Starts `command` (see the module docs). `tty` is the terminal's size when
+/// a tty is allocated (`Some(None)` while no size is known yet), `None` for
+/// plain pipes.
+pub fn spawn(command: Vec<String>, tty: Option<Option<TermSize>>) -> Process {
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let (output_tx, output_rx) = mpsc::unbounded_channel();
     let exit = tokio::spawn(async move {
-        let mut io = Stdio::new(tty, input_rx, output_tx);
+        let mut io = Stdio::new(tty.is_some(), input_rx, output_tx);
+        io.size = tty.flatten();
         run(&command, &mut io).await
         // `io` drops here, closing the output channel after the last write.
     });
@@ -166,7 +168,10 @@ pub enum Read {
     /// `^C` under a tty.
     Interrupt,
     /// The terminal size changed; `from` is `None` for the first size.
-    Resize { from: Option<TermSize>, to: TermSize },
+    Resize {
+        from: Option<TermSize>,
+        to: TermSize,
+    },
 }
 
 /// A process's view of its stdin/stdout/stderr and terminal.
@@ -183,7 +188,11 @@ pub struct Stdio {
 }
 
 impl Stdio {
-    fn new(tty: bool, input: mpsc::UnboundedReceiver<Input>, output: mpsc::UnboundedSender<Output>) -> Self {
+    fn new(
+        tty: bool,
+        input: mpsc::UnboundedReceiver<Input>,
+        output: mpsc::UnboundedSender<Output>,
+    ) -> Self {
         Stdio {
             tty,
             input,
@@ -259,8 +268,11 @@ impl Stdio {
                 }
                 0x04 => {
                     let line = std::mem::take(&mut self.line);
-                    self.ready
-                        .push_back(if line.is_empty() { Read::Eof } else { Read::Data(line) });
+                    self.ready.push_back(if line.is_empty() {
+                        Read::Eof
+                    } else {
+                        Read::Data(line)
+                    });
                 }
                 b'\t' => {
                     self.line.push(b);
@@ -291,7 +303,11 @@ impl Stdio {
         if bytes.is_empty() {
             return;
         }
-        let bytes = if self.tty { onlcr(bytes) } else { bytes.to_vec() };
+        let bytes = if self.tty {
+            onlcr(bytes)
+        } else {
+            bytes.to_vec()
+        };
         let _ = self.output.send(Output::Stdout(bytes));
     }
 
@@ -504,7 +520,10 @@ mod tests {
         assert_eq!(bytes.len(), 20_000);
         let text = std::str::from_utf8(&bytes).expect("valid UTF-8");
         for boundary in (BIGOUT_CHUNK..20_000).step_by(BIGOUT_CHUNK) {
-            assert!(!text.is_char_boundary(boundary), "a character straddles {boundary}");
+            assert!(
+                !text.is_char_boundary(boundary),
+                "a character straddles {boundary}"
+            );
         }
         let widths: Vec<usize> = (BIGOUT_CHUNK..20_000)
             .step_by(BIGOUT_CHUNK)
@@ -528,11 +547,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_tty_echoes_edits_and_translates_newlines() {
-        let p = spawn(vec!["sh".into()], true);
-        p.input.send(Input::Resize(TermSize { cols: 80, rows: 24 })).unwrap();
-        p.input.send(Input::Stdin(b"ecx\x7fho hi\r".to_vec())).unwrap();
-        p.input.send(Input::Resize(TermSize { cols: 100, rows: 30 })).unwrap();
-        p.input.send(Input::Stdin(b"size\rexit 4\r".to_vec())).unwrap();
+        let p = spawn(
+            vec!["sh".into()],
+            Some(Some(TermSize { cols: 80, rows: 24 })),
+        );
+        p.input
+            .send(Input::Stdin(b"ecx\x7fho hi\r".to_vec()))
+            .unwrap();
+        p.input
+            .send(Input::Resize(TermSize {
+                cols: 100,
+                rows: 30,
+            }))
+            .unwrap();
+        p.input
+            .send(Input::Stdin(b"size\rexit 4\r".to_vec()))
+            .unwrap();
+        // Everything was sent before the process ran, so the echo of the
+        // last two lines comes before their output — as on a real tty, which
+        // echoes on input, not when the program reads.
         let (out, exit) = outputs(p).await;
         let text: Vec<u8> = out
             .into_iter()
@@ -550,16 +583,20 @@ mod tests {
 
     #[tokio::test]
     async fn cat_copies_until_eof_and_unknown_commands_fail_to_start() {
-        let p = spawn(vec!["cat".into()], false);
+        let p = spawn(vec!["cat".into()], None);
         p.input.send(Input::Stdin(b"a\nb".to_vec())).unwrap();
         p.input.send(Input::StdinEof).unwrap();
         let (out, exit) = outputs(p).await;
         assert_eq!(out, vec![Output::Stdout(b"a\nb".to_vec())]);
         assert_eq!(exit, Exit::Code(0));
-        let (out, exit) = outputs(spawn(vec!["nosuch".into()], false)).await;
+        let (out, exit) = outputs(spawn(vec!["nosuch".into()], None)).await;
         assert!(out.is_empty());
         assert!(matches!(exit, Exit::StartFailed(m) if m.contains("nosuch")));
-        let (out, exit) = outputs(spawn(vec!["sh".into(), "-c".into(), "stderr oops; exit 3".into()], false)).await;
+        let (out, exit) = outputs(spawn(
+            vec!["sh".into(), "-c".into(), "stderr oops; exit 3".into()],
+            None,
+        ))
+        .await;
         assert_eq!(out, vec![Output::Stderr(b"oops\n".to_vec())]);
         assert_eq!(exit, Exit::Code(3));
     }

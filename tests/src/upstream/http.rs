@@ -44,7 +44,6 @@ const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// The query of an exec/attach request, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecRequest {
-    pub(crate) subresource: Subresource,
     pub(crate) container: String,
     pub(crate) command: Vec<String>,
     pub(crate) stdin: bool,
@@ -93,40 +92,53 @@ fn dispatch(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response
         ["apis"] if get => json_response(StatusCode::OK, &docs::api_group_list()),
         ["api", "v1"] if get => json_response(StatusCode::OK, &docs::api_resource_list()),
         ["api", "v1", "namespaces", ns, "pods"] if get => {
-            let pods: Vec<&PodSpec> = state.config.pods.iter().filter(|p| p.namespace == *ns).collect();
+            let pods: Vec<&PodSpec> = state
+                .config
+                .pods
+                .iter()
+                .filter(|p| p.namespace == *ns)
+                .collect();
             json_response(StatusCode::OK, &docs::pod_list(&pods))
         }
         ["api", "v1", "namespaces", ns, "pods", name] if get => match find_pod(state, ns, name) {
-            Ok(pod) => json_response(StatusCode::OK, &docs::pod(pod)),
-            Err(response) => response,
+            Some(pod) => json_response(StatusCode::OK, &docs::pod(pod)),
+            None => pod_not_found(name),
         },
         ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "attach")] => {
             if req.method() != Method::GET && req.method() != Method::POST {
                 return method_not_allowed();
             }
-            let subresource = if *sub == "exec" { Subresource::Exec } else { Subresource::Attach };
+            let subresource = if *sub == "exec" {
+                Subresource::Exec
+            } else {
+                Subresource::Attach
+            };
             let (ns, name) = (ns.to_string(), name.to_string());
             exec_or_attach(req, state, &ns, &name, subresource)
         }
-        ["version"] | ["api"] | ["apis"] | ["api", "v1"] | ["api", "v1", "namespaces", _, "pods", ..] => {
-            method_not_allowed()
-        }
+        ["version"]
+        | ["api"]
+        | ["apis"]
+        | ["api", "v1"]
+        | ["api", "v1", "namespaces", _, "pods", ..] => method_not_allowed(),
         _ => not_found("the server could not find the requested resource", None),
     }
 }
 
-fn find_pod<'a>(state: &'a State, ns: &str, name: &str) -> Result<&'a PodSpec, Response<Body>> {
+fn find_pod<'a>(state: &'a State, ns: &str, name: &str) -> Option<&'a PodSpec> {
     state
         .config
         .pods
         .iter()
         .find(|p| p.namespace == ns && p.name == name)
-        .ok_or_else(|| {
-            not_found(
-                &format!("pods \"{name}\" not found"),
-                Some(json!({"name": name, "kind": "pods"})),
-            )
-        })
+}
+
+/// The API server's 404 for a missing pod.
+fn pod_not_found(name: &str) -> Response<Body> {
+    not_found(
+        &format!("pods \"{name}\" not found"),
+        Some(json!({"name": name, "kind": "pods"})),
+    )
 }
 
 fn exec_or_attach(
@@ -136,9 +148,8 @@ fn exec_or_attach(
     name: &str,
     subresource: Subresource,
 ) -> Response<Body> {
-    let pod = match find_pod(state, ns, name) {
-        Ok(pod) => pod,
-        Err(response) => return response,
+    let Some(pod) = find_pod(state, ns, name) else {
+        return pod_not_found(name);
     };
     let exec = match validate(pod, req.uri().query().unwrap_or(""), subresource) {
         Ok(exec) => exec,
@@ -178,10 +189,17 @@ fn exec_or_attach(
         if req.method() != Method::GET {
             return bad_request("WebSocket upgrades must use GET");
         }
-        let Some(key) = headers.get("sec-websocket-key").and_then(|v| v.to_str().ok()) else {
+        let Some(key) = headers
+            .get("sec-websocket-key")
+            .and_then(|v| v.to_str().ok())
+        else {
             return bad_request("missing Sec-WebSocket-Key");
         };
-        if headers.get("sec-websocket-version").and_then(|v| v.to_str().ok()) != Some("13") {
+        if headers
+            .get("sec-websocket-version")
+            .and_then(|v| v.to_str().ok())
+            != Some("13")
+        {
             let mut response = bad_request("unsupported Sec-WebSocket-Version");
             response
                 .headers_mut()
@@ -196,7 +214,10 @@ fn exec_or_attach(
         let chosen = if offered.is_empty() {
             Some(String::new())
         } else {
-            offered.iter().find(|o| WS_PROTOCOLS.contains(&o.as_str())).cloned()
+            offered
+                .iter()
+                .find(|o| WS_PROTOCOLS.contains(&o.as_str()))
+                .cloned()
         };
         let Some(chosen) = chosen else {
             return bad_request(&format!(
@@ -211,7 +232,9 @@ fn exec_or_attach(
         let session = state.new_session(record(offered, Negotiated::WebSocket(chosen.clone())));
         state.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => super::ws::serve(TokioIo::new(upgraded), protocol, exec, session).await,
+                Ok(upgraded) => {
+                    super::ws::serve(TokioIo::new(upgraded), protocol, exec, session).await
+                }
                 Err(_) => session.finish(super::SessionExit::ClientGone),
             }
         });
@@ -235,7 +258,10 @@ fn exec_or_attach(
         // httpstream.Handshake: no offer is the legacy protocol.
         Some(String::new())
     } else {
-        offered.iter().find(|o| SPDY_PROTOCOLS.contains(&o.as_str())).cloned()
+        offered
+            .iter()
+            .find(|o| SPDY_PROTOCOLS.contains(&o.as_str()))
+            .cloned()
     };
     let Some(chosen) = chosen else {
         let message = format!(
@@ -243,18 +269,25 @@ fn exec_or_attach(
         );
         let mut response = text_response(StatusCode::FORBIDDEN, &message);
         for p in SPDY_PROTOCOLS {
-            response
-                .headers_mut()
-                .append("x-accepted-stream-protocol-versions", HeaderValue::from_static(p));
+            response.headers_mut().append(
+                "x-accepted-stream-protocol-versions",
+                HeaderValue::from_static(p),
+            );
         }
         return response;
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let session = state.new_session(record(offered, Negotiated::Spdy(chosen.clone())));
-    let version = if chosen.is_empty() { "channel.k8s.io".to_string() } else { chosen.clone() };
+    let version = if chosen.is_empty() {
+        "channel.k8s.io".to_string()
+    } else {
+        chosen.clone()
+    };
     state.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => super::spdy::serve(TokioIo::new(upgraded), version, exec, session).await,
+            Ok(upgraded) => {
+                super::spdy::serve(TokioIo::new(upgraded), version, exec, session).await
+            }
             Err(_) => session.finish(super::SessionExit::ClientGone),
         }
     });
@@ -299,21 +332,28 @@ fn validate(pod: &PodSpec, query: &str, subresource: Subresource) -> Result<Exec
         }
     };
     let Some(spec) = pod.containers.iter().find(|c| c.name == container) else {
-        return Err(format!("container {container} is not valid for pod {}", pod.name));
+        return Err(format!(
+            "container {container} is not valid for pod {}",
+            pod.name
+        ));
     };
     if pod.phase != "Running" {
-        return Err(format!("pod {} is not running (phase {})", pod.name, pod.phase));
+        return Err(format!(
+            "pod {} is not running (phase {})",
+            pod.name, pod.phase
+        ));
     }
     if !(stdin || stdout || stderr) {
         return Err("you must specify at least one of stdin, stdout, stderr".into());
     }
     let command = match subresource {
-        Subresource::Exec if command.is_empty() => return Err("you must specify at least 1 command".into()),
+        Subresource::Exec if command.is_empty() => {
+            return Err("you must specify at least 1 command".into())
+        }
         Subresource::Exec => command,
         Subresource::Attach => spec.main.clone(),
     };
     Ok(ExecRequest {
-        subresource,
         container,
         command,
         stdin,
@@ -432,7 +472,10 @@ mod tests {
     #[test]
     fn websocket_accept_matches_rfc_6455_example() {
         // RFC 6455 section 1.3.
-        assert_eq!(websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ pub(crate) fn pod(pod: &PodSpec) -> Value {
             })
         })
         .collect();
-    let uid = format!("00000000-0000-4000-8000-{:012x}", fnv(&format!("{}/{}", pod.namespace, pod.name)) & 0xffff_ffff_ffff);
+    let uid = format!(
+        "00000000-0000-4000-8000-{:012x}",
+        fnv(&format!("{}/{}", pod.namespace, pod.name)) & 0xffff_ffff_ffff
+    );
     json!({
         "kind": "Pod",
         "apiVersion": "v1",
@@ -156,7 +159,12 @@ pub(crate) fn pod_list(pods: &[&PodSpec]) -> Value {
 }
 
 /// A `metav1.Status` failure as the API server writes it in a response body.
-pub(crate) fn status_failure(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
+pub(crate) fn status_failure(
+    code: u16,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Value {
     let mut status = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -215,6 +223,7 @@ pub(crate) fn exec_error_text(exit: &super::container::Exit, command: &[String])
 
 /// A tiny stable hash for deterministic uids.
 fn fnv(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

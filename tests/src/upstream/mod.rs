@@ -11,6 +11,10 @@
 //! The handle records every request and every session (negotiated protocol,
 //! stdin received, resizes, exit) so tests can assert what the server saw.
 //!
+//! One simplification: `kubectl attach` gets a fresh instance of the
+//! container's main process (`ContainerSpec::main`) per session rather than
+//! a process shared by every attachment.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! let upstream = kubecast_tests::upstream::TestUpstream::start().await;
@@ -37,6 +41,11 @@ pub use container::{bigout_bytes, TermSize, BIGOUT_CHUNK};
 
 /// How long a session may wait for the client's streams (SPDY).
 pub(crate) const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a tty session waits for the client's first terminal size before
+/// it starts the process, so the scripted shell always knows its size (a
+/// real runtime starts at once and learns the size a moment later; kubectl
+/// sends it right after the streams are set up).
+pub(crate) const FIRST_SIZE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one exec/attach session may last before the upstream ends it.
 pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the upstream keeps reading after it has sent everything, so the
@@ -105,8 +114,16 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             pods: vec![
-                PodSpec::new("default", "demo", vec![ContainerSpec::new("main", &["sh"], true)]),
-                PodSpec::new("default", "worker", vec![ContainerSpec::new("main", &["cat"], false)]),
+                PodSpec::new(
+                    "default",
+                    "demo",
+                    vec![ContainerSpec::new("main", &["sh"], true)],
+                ),
+                PodSpec::new(
+                    "default",
+                    "worker",
+                    vec![ContainerSpec::new("main", &["cat"], false)],
+                ),
             ],
             git_version: "v1.32.4".to_string(),
         }
@@ -148,7 +165,7 @@ pub enum SessionExit {
     StartFailed(String),
     /// The client went away before the process ended.
     ClientGone,
-    /// [`SESSION_TIMEOUT`] passed.
+    /// The session outlived its time limit (two minutes).
     TimedOut,
 }
 
@@ -297,8 +314,13 @@ impl TestUpstream {
         state.spawn(async move {
             loop {
                 let Ok((stream, _peer)) = listener.accept().await else {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
+                // Small writes (echoed keys, prompts) go out at once, as from
+                // the real servers.
+                let _ = stream.set_nodelay(true);
                 let conn_state = accept_state.clone();
                 accept_state.spawn(http::serve_connection(stream, conn_state));
             }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::container::TermSize;
+use super::container::{Input, TermSize};
 use super::LINGER_TIMEOUT;
 
 /// Most bytes of resize JSON held while waiting for the rest of a value.
@@ -68,8 +68,21 @@ fn size_of(value: &Value) -> Option<TermSize> {
     })
 }
 
+/// Removes the first resize from input that arrived before the process
+/// started: the terminal's initial size.
+pub(crate) fn take_first_size(early: &mut Vec<Input>) -> Option<TermSize> {
+    let at = early.iter().position(|i| matches!(i, Input::Resize(_)))?;
+    match early.remove(at) {
+        Input::Resize(size) => Some(size),
+        _ => None,
+    }
+}
+
 /// Writes and clears `out`.
-pub(crate) async fn flush<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
+pub(crate) async fn flush<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
@@ -105,8 +118,17 @@ mod tests {
         assert_eq!(stream.push(b"{\"Width\":80,"), vec![]);
         assert_eq!(
             stream.push(b"\"Height\":24}\n{\"width\":100,\"HEIGHT\":30}{\"Wid"),
-            vec![TermSize { cols: 80, rows: 24 }, TermSize { cols: 100, rows: 30 }]
+            vec![
+                TermSize { cols: 80, rows: 24 },
+                TermSize {
+                    cols: 100,
+                    rows: 30
+                }
+            ]
         );
-        assert_eq!(stream.push(b"th\":1,\"Height\":2}"), vec![TermSize { cols: 1, rows: 2 }]);
+        assert_eq!(
+            stream.push(b"th\":1,\"Height\":2}"),
+            vec![TermSize { cols: 1, rows: 2 }]
+        );
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! The client creates one stream per role (`streamtype` header: `error`,
 //! `stdin`, `stdout`, `stderr`, `resize`); each gets a SYN_REPLY with an
-//! empty header block. Once every stream the query asks for exists the
-//! command runs: stdout/stderr as one DATA frame per write, stdin until an
+//! empty header block. Once every stream the query asks for exists (and,
+//! under a tty, the first terminal size has arrived) the command runs: stdout/stderr as one DATA frame per write, stdin until an
 //! empty DATA frame with FIN, resize JSON on its stream, PINGs echoed. At the
 //! end: the Status (v4: `metav1.Status`; v1–v3: text on failure) on the
 //! error stream, RST_STREAM(CANCEL) for every stream, GOAWAY, TCP close —
@@ -20,14 +20,18 @@ use tokio::time::Instant;
 use super::container::{self, Exit, Input, Output};
 use super::http::ExecRequest;
 use super::json::{exec_error_text, exec_status};
-use super::session::{flush, linger, ResizeStream};
-use super::{SessionExit, SessionHandle, SESSION_TIMEOUT, STREAM_CREATION_TIMEOUT};
+use super::session::{flush, linger, take_first_size, ResizeStream};
+use super::{
+    SessionExit, SessionHandle, FIRST_SIZE_TIMEOUT, SESSION_TIMEOUT, STREAM_CREATION_TIMEOUT,
+};
 
 pub(crate) async fn serve<S>(mut io: S, version: String, exec: ExecRequest, session: SessionHandle)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let exit = match tokio::time::timeout(SESSION_TIMEOUT, run(&mut io, &version, &exec, &session)).await {
+    let exit = match tokio::time::timeout(SESSION_TIMEOUT, run(&mut io, &version, &exec, &session))
+        .await
+    {
         Ok(exit) => exit,
         Err(_) => SessionExit::TimedOut,
     };
@@ -56,11 +60,17 @@ enum Next {
 
 impl Conn<'_> {
     fn stream_id(&self, kind: &str) -> Option<u32> {
-        self.streams.iter().find(|(_, t)| t == kind).map(|(id, _)| *id)
+        self.streams
+            .iter()
+            .find(|(_, t)| t == kind)
+            .map(|(id, _)| *id)
     }
 
     fn stream_type(&self, id: u32) -> Option<&str> {
-        self.streams.iter().find(|(i, _)| *i == id).map(|(_, t)| t.as_str())
+        self.streams
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| t.as_str())
     }
 
     fn deliver(&mut self, input: Input) {
@@ -74,7 +84,9 @@ impl Conn<'_> {
 
     fn handle(&mut self, frame: Frame, out: &mut Vec<u8>) -> Next {
         match frame {
-            Frame::SynStream { stream_id, headers, .. } => {
+            Frame::SynStream {
+                stream_id, headers, ..
+            } => {
                 let kind = headers.get("streamtype").unwrap_or("").to_string();
                 if self.writer.syn_reply(out, stream_id, &[], false).is_err() {
                     return Next::End;
@@ -83,10 +95,15 @@ impl Conn<'_> {
                 self.session.update(|r| r.streams.push(kind.clone()));
                 self.streams.push((stream_id, kind));
             }
-            Frame::Data { stream_id, fin, data } => match self.stream_type(stream_id) {
+            Frame::Data {
+                stream_id,
+                fin,
+                data,
+            } => match self.stream_type(stream_id) {
                 Some("stdin") => {
                     if !data.is_empty() {
-                        self.session.update(|r| r.stdin_bytes.extend_from_slice(&data));
+                        self.session
+                            .update(|r| r.stdin_bytes.extend_from_slice(&data));
                         self.deliver(Input::Stdin(data));
                     }
                     if fin {
@@ -158,7 +175,12 @@ fn expected_streams(version: &str, exec: &ExecRequest) -> Vec<&'static str> {
     expected
 }
 
-async fn run<S>(io: &mut S, version: &str, exec: &ExecRequest, session: &SessionHandle) -> SessionExit
+async fn run<S>(
+    io: &mut S,
+    version: &str,
+    exec: &ExecRequest,
+    session: &SessionHandle,
+) -> SessionExit
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -182,8 +204,10 @@ where
     while !expected.iter().all(|t| conn.stream_id(t).is_some()) {
         let n = match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
             Err(_) => {
-                let message = format!("timed out waiting for the client to create streams {expected:?}");
-                conn.writer.goaway(&mut out, conn.last_client_stream, goaway_status::OK);
+                let message =
+                    format!("timed out waiting for the client to create streams {expected:?}");
+                conn.writer
+                    .goaway(&mut out, conn.last_client_stream, goaway_status::OK);
                 let _ = flush(io, &mut out).await;
                 return SessionExit::StartFailed(message);
             }
@@ -203,8 +227,25 @@ where
         .filter_map(|t| conn.stream_id(t).map(|id| (*t, id)))
         .collect();
 
-    // 2. Run the command.
-    let mut process = container::spawn(exec.command.clone(), exec.tty);
+    // 2. Under a tty, the shell starts once it knows the terminal's size.
+    if ids.contains_key("resize") {
+        let deadline = Instant::now() + FIRST_SIZE_TIMEOUT;
+        while !conn.early.iter().any(|i| matches!(i, Input::Resize(_))) {
+            let n = match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+                Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => return SessionExit::ClientGone,
+                Ok(Ok(n)) => n,
+            };
+            let next = conn.feed(&mut reader, &buf[..n], &mut out);
+            if flush(io, &mut out).await.is_err() || matches!(next, Next::End) {
+                return SessionExit::ClientGone;
+            }
+        }
+    }
+
+    // 3. Run the command.
+    let tty = exec.tty.then(|| take_first_size(&mut conn.early));
+    let mut process = container::spawn(exec.command.clone(), tty);
     if !exec.stdin {
         let _ = process.input.send(Input::StdinEof);
     }
@@ -243,7 +284,7 @@ where
         }
     }
 
-    // 3. Report and tear down.
+    // 4. Report and tear down.
     let exit = (&mut process.exit)
         .await
         .unwrap_or_else(|_| Exit::StartFailed("the process panicked".into()));
@@ -258,7 +299,8 @@ where
     for (id, _) in &conn.streams {
         conn.writer.rst_stream(&mut out, *id, rst_status::CANCEL);
     }
-    conn.writer.goaway(&mut out, conn.last_client_stream, goaway_status::OK);
+    conn.writer
+        .goaway(&mut out, conn.last_client_stream, goaway_status::OK);
     let _ = flush(io, &mut out).await;
     match exit {
         Exit::Code(code) => SessionExit::Code(code),

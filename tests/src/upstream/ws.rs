@@ -5,14 +5,15 @@
 //! (stdout, else stderr, else error). Then stdin (channel 0) and resize
 //! (channel 4) from the client, stdout (1) and stderr (2) from the process,
 //! one message per write; pings answered with pongs; under v5, `[255, 0]`
-//! closes stdin. At the end: the Status on the error channel (3) — a
+//! closes stdin. Under a tty the process starts when the first terminal size
+//! has arrived (at most `FIRST_SIZE_TIMEOUT` later). At the end: the Status on the error channel (3) — a
 //! `metav1.Status` for v4/v5, plain text on failure for `channel.k8s.io` —
 //! then a close frame with status 1000 and the TCP close.
 
 use kubecast_core::handshake::WsProtocol;
 use kubecast_core::ws::{
-    decode_channel_message, encode_channel_message, encode_close, encode_pong, Message, MessageKind,
-    MessageReader, CLOSE_SIGNAL_CHANNEL,
+    decode_channel_message, encode_channel_message, encode_close, encode_pong, Message,
+    MessageKind, MessageReader, CLOSE_SIGNAL_CHANNEL,
 };
 use kubecast_core::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -20,8 +21,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::container::{self, Exit, Input, Output};
 use super::http::ExecRequest;
 use super::json::{exec_error_text, exec_status};
-use super::session::{flush, linger, ResizeStream};
-use super::{SessionExit, SessionHandle, SESSION_TIMEOUT};
+use super::session::{flush, linger, take_first_size, ResizeStream};
+use super::{SessionExit, SessionHandle, FIRST_SIZE_TIMEOUT, SESSION_TIMEOUT};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -29,11 +32,17 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 
-pub(crate) async fn serve<S>(mut io: S, protocol: WsProtocol, exec: ExecRequest, session: SessionHandle)
-where
+pub(crate) async fn serve<S>(
+    mut io: S,
+    protocol: WsProtocol,
+    exec: ExecRequest,
+    session: SessionHandle,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let exit = match tokio::time::timeout(SESSION_TIMEOUT, run(&mut io, protocol, &exec, &session)).await {
+    let exit = match tokio::time::timeout(SESSION_TIMEOUT, run(&mut io, protocol, &exec, &session))
+        .await
+    {
         Ok(exit) => exit,
         Err(_) => SessionExit::TimedOut,
     };
@@ -51,11 +60,42 @@ enum Next {
 struct Client<'a> {
     protocol: WsProtocol,
     session: &'a SessionHandle,
-    input: &'a tokio::sync::mpsc::UnboundedSender<Input>,
+    reader: MessageReader,
     resize: ResizeStream,
+    /// Input that arrived before the process started.
+    early: Vec<Input>,
+    input: Option<mpsc::UnboundedSender<Input>>,
 }
 
 impl Client<'_> {
+    fn deliver(&mut self, input: Input) {
+        match &self.input {
+            Some(tx) => {
+                let _ = tx.send(input);
+            }
+            None => self.early.push(input),
+        }
+    }
+
+    /// Feeds bytes read from the client; handles every complete message.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Next {
+        self.reader.push(bytes);
+        loop {
+            match self.reader.next_message() {
+                Ok(Some(message)) => {
+                    if let Next::End = self.handle(message, out) {
+                        return Next::End;
+                    }
+                }
+                Ok(None) => return Next::Continue,
+                Err(_) => {
+                    encode_close(out, Some(1002), "protocol error", None);
+                    return Next::End;
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, message: Message, out: &mut Vec<u8>) -> Next {
         match message.kind {
             MessageKind::Ping => {
@@ -83,16 +123,15 @@ impl Client<'_> {
 
     fn channel(&mut self, channel: u8, payload: Vec<u8>, out: &mut Vec<u8>) -> Next {
         match channel {
-            STDIN => {
-                if !payload.is_empty() {
-                    self.session.update(|r| r.stdin_bytes.extend_from_slice(&payload));
-                    let _ = self.input.send(Input::Stdin(payload));
-                }
+            STDIN if !payload.is_empty() => {
+                self.session
+                    .update(|r| r.stdin_bytes.extend_from_slice(&payload));
+                self.deliver(Input::Stdin(payload));
             }
             RESIZE => {
                 for size in self.resize.push(&payload) {
                     self.session.update(|r| r.resizes.push(size));
-                    let _ = self.input.send(Input::Resize(size));
+                    self.deliver(Input::Resize(size));
                 }
             }
             CLOSE_SIGNAL_CHANNEL if self.protocol.close_signal() => {
@@ -104,7 +143,7 @@ impl Client<'_> {
                 }
                 if payload.first() == Some(&STDIN) {
                     self.session.update(|r| r.stdin_closed = true);
-                    let _ = self.input.send(Input::StdinEof);
+                    self.deliver(Input::StdinEof);
                 }
             }
             _ => {}
@@ -113,7 +152,12 @@ impl Client<'_> {
     }
 }
 
-async fn run<S>(io: &mut S, protocol: WsProtocol, exec: &ExecRequest, session: &SessionHandle) -> SessionExit
+async fn run<S>(
+    io: &mut S,
+    protocol: WsProtocol,
+    exec: &ExecRequest,
+    session: &SessionHandle,
+) -> SessionExit
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -130,18 +174,40 @@ where
         return SessionExit::ClientGone;
     }
 
-    let mut process = container::spawn(exec.command.clone(), exec.tty);
-    if !exec.stdin {
-        let _ = process.input.send(Input::StdinEof);
-    }
     let mut client = Client {
         protocol,
         session,
-        input: &process.input,
+        reader: MessageReader::new(&Limits::default()),
         resize: ResizeStream::default(),
+        early: Vec::new(),
+        input: None,
     };
-    let mut reader = MessageReader::new(&Limits::default());
     let mut buf = vec![0u8; 64 * 1024];
+
+    // Under a tty, the shell starts once it knows the terminal's size.
+    if exec.tty {
+        let deadline = Instant::now() + FIRST_SIZE_TIMEOUT;
+        while !client.early.iter().any(|i| matches!(i, Input::Resize(_))) {
+            let n = match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+                Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => return SessionExit::ClientGone,
+                Ok(Ok(n)) => n,
+            };
+            let next = client.feed(&buf[..n], &mut out);
+            if flush(io, &mut out).await.is_err() || matches!(next, Next::End) {
+                return SessionExit::ClientGone;
+            }
+        }
+    }
+    let tty = exec.tty.then(|| take_first_size(&mut client.early));
+    let mut process = container::spawn(exec.command.clone(), tty);
+    if !exec.stdin {
+        let _ = process.input.send(Input::StdinEof);
+    }
+    for input in client.early.drain(..) {
+        let _ = process.input.send(input);
+    }
+    client.input = Some(process.input.clone());
     loop {
         tokio::select! {
             read = io.read(&mut buf) => {
@@ -149,22 +215,9 @@ where
                     Ok(0) | Err(_) => return SessionExit::ClientGone,
                     Ok(n) => n,
                 };
-                reader.push(&buf[..n]);
-                loop {
-                    match reader.next_message() {
-                        Ok(Some(message)) => {
-                            if let Next::End = client.handle(message, &mut out) {
-                                let _ = flush(io, &mut out).await;
-                                return SessionExit::ClientGone;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            encode_close(&mut out, Some(1002), "protocol error", None);
-                            let _ = flush(io, &mut out).await;
-                            return SessionExit::ClientGone;
-                        }
-                    }
+                if let Next::End = client.feed(&buf[..n], &mut out) {
+                    let _ = flush(io, &mut out).await;
+                    return SessionExit::ClientGone;
                 }
             }
             output = process.output.recv() => match output {
