@@ -33,4 +33,5 @@ fi
 # The casts are checked with asciinema's own CLI (2.x, from PyPI).
 if ! have asciinema; then
     pip install -q "asciinema>=2,<3" >&2
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi

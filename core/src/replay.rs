@@ -13,6 +13,8 @@ pub struct Replay {
     pub cast: Vec<u8>,
     /// Every session event, in order.
     pub events: Vec<SessionEvent>,
+    /// The raw capture, when [`SessionConfig::capture`] was set.
+    pub capture: Vec<u8>,
 }
 
 /// Feeds every record of `capture` to a new session, at the record's time
@@ -96,6 +98,7 @@ fn drain(session: &mut Session, out: &mut Replay) {
     while let Some(output) = session.poll_output() {
         match output {
             Output::Cast(bytes) => out.cast.extend_from_slice(&bytes),
+            Output::Capture(bytes) => out.capture.extend_from_slice(&bytes),
             Output::Event(e) => out.events.push(e),
         }
     }

@@ -3,7 +3,7 @@
 //! [`Session`] is the sans-IO state machine an adapter drives for every
 //! upgraded connection. It observes both byte streams (the adapter forwards
 //! them unchanged), decodes them with a [`ConnectionDecoder`], and turns what
-//! the user saw into an asciicast ([`CastWriter`]).
+//! the user saw into an asciicast ([`crate::cast::CastWriter`]).
 //!
 //! # The contract
 //!
@@ -44,9 +44,11 @@ mod tests;
 
 pub use output::{Output, RecordingStats, SessionEvent, Timer};
 
+use crate::capture::{self, CaptureHeader, RecordKind};
 use crate::exec::ConnectionDecoder;
 use crate::handshake::{Negotiated, UpgradeRequest};
 use crate::{Limits, Side, TerminalSize};
+use bytes::Bytes;
 use recorder::Recorder;
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,9 @@ pub struct SessionConfig {
     pub max_held_cast: usize,
     /// Bounds on wire data.
     pub limits: Limits,
+    /// Also emit the raw capture of the connection ([`Output::Capture`]).
+    /// Off by default: it holds stdin (secrets) and binary payload verbatim.
+    pub capture: bool,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +86,7 @@ impl Default for SessionConfig {
             },
             max_held_cast: 256 * 1024,
             limits: Limits::default(),
+            capture: false,
         }
     }
 }
@@ -104,15 +110,18 @@ pub struct SessionMeta {
 pub struct Session {
     decoder: ConnectionDecoder,
     recorder: Recorder,
+    capture: Option<CaptureTap>,
     start: Option<Instant>,
     eof: [bool; 2],
 }
 
 impl Session {
     pub fn new(config: SessionConfig, meta: SessionMeta) -> Self {
+        let capture = config.capture.then(|| CaptureTap::new(&meta, &config));
         Session {
             decoder: ConnectionDecoder::new(config.limits.clone()),
             recorder: Recorder::new(config, meta),
+            capture,
             start: None,
             eof: [false; 2],
         }
@@ -152,6 +161,9 @@ impl Session {
             }
             *seen = true;
         }
+        if let Some(tap) = &mut self.capture {
+            tap.record(at, RecordKind::Eof(side), &[]);
+        }
         let recorder = &mut self.recorder;
         if let Err(e) = self.decoder.finish(side, |e| recorder.on_event(now, at, e)) {
             recorder.fail(at, &e.to_string());
@@ -160,6 +172,7 @@ impl Session {
             recorder.finish(at);
         }
         recorder.flush();
+        self.flush_capture();
     }
 
     /// The deadline from [`Session::poll_timeout`] passed (spurious calls
@@ -184,6 +197,12 @@ impl Session {
         self.recorder.poll_output()
     }
 
+    fn flush_capture(&mut self) {
+        if let Some(bytes) = self.capture.as_mut().and_then(CaptureTap::take) {
+            self.recorder.push_output(Output::Capture(bytes));
+        }
+    }
+
     /// Bytes of the current read that may be forwarded up to the last
     /// complete frame from `side` (see [`crate::ExecDecoder::partial_frame_len`]).
     pub fn partial_frame_len(&self, side: Side) -> usize {
@@ -192,6 +211,9 @@ impl Session {
 
     fn handle_bytes(&mut self, now: Instant, side: Side, bytes: &[u8]) {
         let at = self.elapsed(now);
+        if let Some(tap) = &mut self.capture {
+            tap.record(at, RecordKind::Data(side), bytes);
+        }
         let recorder = &mut self.recorder;
         if let Err(e) = self
             .decoder
@@ -200,11 +222,44 @@ impl Session {
             recorder.fail(at, &e.to_string());
         }
         recorder.flush();
+        self.flush_capture();
     }
 
     /// Time since the session's first input.
     fn elapsed(&mut self, now: Instant) -> Duration {
         let start = *self.start.get_or_insert(now);
         now.saturating_duration_since(start)
+    }
+}
+
+/// Writes the raw capture of a session as it goes (opt-in).
+#[derive(Debug)]
+struct CaptureTap {
+    buf: Vec<u8>,
+}
+
+impl CaptureTap {
+    fn new(meta: &SessionMeta, config: &SessionConfig) -> Self {
+        let header = CaptureHeader {
+            timestamp: meta.started_unix,
+            note: None,
+            user: meta.user.clone(),
+            uid: meta.uid.clone(),
+            groups: meta.groups.clone(),
+            session_id: meta.session_id.clone(),
+            cluster: config.cluster.clone(),
+        };
+        let mut buf = Vec::new();
+        capture::write_header(&header, &mut buf);
+        CaptureTap { buf }
+    }
+
+    fn record(&mut self, at: Duration, kind: RecordKind, bytes: &[u8]) {
+        let micros = u64::try_from(at.as_micros()).unwrap_or(u64::MAX);
+        capture::write_record(micros, kind, bytes, &mut self.buf);
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.buf)))
     }
 }

@@ -12,6 +12,10 @@ pub enum Output {
     Event(SessionEvent),
     /// The next bytes of the recording, in order.
     Cast(Bytes),
+    /// The next bytes of the raw capture (only with
+    /// [`super::SessionConfig::capture`]): every byte both sides sent, in the
+    /// capture format, for byte-exact forensics next to the cast.
+    Capture(Bytes),
 }
 
 /// What happened in a session. Terminal bytes are never carried here — they

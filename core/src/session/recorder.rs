@@ -53,6 +53,13 @@ impl Recorder {
         }
     }
 
+    /// Queues an output produced outside the recorder, after everything
+    /// queued so far.
+    pub(super) fn push_output(&mut self, output: Output) {
+        self.flush();
+        self.outputs.push_back(output);
+    }
+
     pub(super) fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }

@@ -36,6 +36,7 @@ fn drain(session: &mut Session, cast: &mut Vec<u8>, events: &mut Vec<SessionEven
         match output {
             Output::Cast(bytes) => cast.extend_from_slice(&bytes),
             Output::Event(e) => events.push(e),
+            Output::Capture(_) => panic!("capture is off by default"),
         }
     }
 }
@@ -202,6 +203,62 @@ fn a_decode_error_stops_the_recording_with_a_marker() {
         events.last(),
         Some(SessionEvent::RecordingFinished(_))
     ));
+}
+
+#[test]
+fn the_opt_in_raw_capture_replays_to_the_same_cast() {
+    let t0 = base_instant();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let config = SessionConfig {
+        capture: true,
+        ..Default::default()
+    };
+    let mut s = Session::new(config, meta());
+    let (mut cast, mut capture) = (Vec::new(), Vec::new());
+    let inputs: Vec<(u64, Side, Vec<u8>)> = vec![
+        (0, Side::Client, WS_TTY_REQUEST.to_vec()),
+        (5, Side::Upstream, WS_101.to_vec()),
+        (6, Side::Client, client(4, b"{\"Width\":90,\"Height\":20}")),
+        (7, Side::Upstream, upstream(1, b"\xff binary \xfe")),
+        (
+            9,
+            Side::Upstream,
+            upstream(3, br#"{"metadata":{},"status":"Success"}"#),
+        ),
+    ];
+    for (ms, side, bytes) in &inputs {
+        match side {
+            Side::Client => s.handle_client_bytes(at(*ms), bytes),
+            Side::Upstream => s.handle_upstream_bytes(at(*ms), bytes),
+        }
+    }
+    s.handle_eof(at(10), Side::Upstream);
+    s.handle_eof(at(10), Side::Client);
+    while let Some(output) = s.poll_output() {
+        match output {
+            Output::Cast(bytes) => cast.extend_from_slice(&bytes),
+            Output::Capture(bytes) => capture.extend_from_slice(&bytes),
+            Output::Event(_) => {}
+        }
+    }
+    // The capture keeps the binary bytes the cast had to replace ...
+    assert!(capture.windows(8).any(|w| w == b"\xff binary"));
+    assert!(String::from_utf8(cast.clone())
+        .unwrap()
+        .contains("\u{fffd} binary \u{fffd}"));
+    // ... and replays to exactly the cast recorded live.
+    let replayed = crate::replay::replay(
+        &capture,
+        SessionConfig::default(),
+        SessionMeta::default(),
+        t0,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(replayed.cast).unwrap(),
+        String::from_utf8(cast).unwrap()
+    );
 }
 
 proptest::proptest! {
