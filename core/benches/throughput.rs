@@ -72,6 +72,7 @@ fn spdy_streams(output: &[u8]) -> (Vec<u8>, Vec<u8>) {
             .syn_stream(&mut client, id, 0, 0, &[("streamtype", kind)], false)
             .expect("header block");
     }
+    write_data(&mut client, 7, b"{\"Width\":80,\"Height\":24}\n", false);
     let mut upstream = Vec::with_capacity(output.len() + output.len() / 1000);
     for chunk in output.chunks(WRITE) {
         write_data(&mut upstream, 5, chunk, false);
@@ -85,6 +86,13 @@ Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlI
 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+);
+
+const SPDY_HEADS: (&[u8], &[u8]) = (
+    b"POST /api/v1/namespaces/default/pods/demo/exec?command=sh&stdin=true&stdout=true&tty=true HTTP/1.1\r\n\
+Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
 );
 
 #[allow(clippy::disallowed_methods)] // a benchmark needs some base instant
@@ -187,6 +195,25 @@ fn bench(c: &mut Criterion) {
             s.handle_client_bytes(t0, &resize);
             let mut cast = 0usize;
             for chunk in ws.chunks(READ) {
+                s.handle_upstream_bytes(t0, chunk);
+                while let Some(o) = s.poll_output() {
+                    if let Output::Cast(bytes) = o {
+                        cast += bytes.len();
+                    }
+                }
+            }
+            assert!(cast > output.len());
+        })
+    });
+    group.bench_function("spdy session (decode + cast)", |b| {
+        let t0 = base();
+        b.iter(|| {
+            let mut s = Session::new(SessionConfig::default(), SessionMeta::default());
+            s.handle_client_bytes(t0, SPDY_HEADS.0);
+            s.handle_upstream_bytes(t0, SPDY_HEADS.1);
+            s.handle_client_bytes(t0, &spdy_client);
+            let mut cast = 0usize;
+            for chunk in spdy_upstream.chunks(READ) {
                 s.handle_upstream_bytes(t0, chunk);
                 while let Some(o) = s.poll_output() {
                     if let Output::Cast(bytes) = o {
