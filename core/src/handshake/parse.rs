@@ -9,17 +9,9 @@ use super::*;
 pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed<UpgradeRequest>>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_LEN => {
-            return Err(HandshakeError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
+    let Some(head_len) = complete_head(req.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if head_len > MAX_HEAD_LEN {
-        return Err(HandshakeError::HeadTooLarge);
-    }
     let method = req.method.unwrap_or_default().to_string();
     let target = req.path.unwrap_or_default().to_string();
     let headers = Headers(req.headers);
@@ -104,17 +96,9 @@ pub fn parse_response(
 ) -> Result<Option<Parsed<UpgradeResponse>>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_LEN => {
-            return Err(HandshakeError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
+    let Some(head_len) = complete_head(resp.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if head_len > MAX_HEAD_LEN {
-        return Err(HandshakeError::HeadTooLarge);
-    }
     let status = resp.code.unwrap_or_default();
     if status != 101 {
         return Ok(Some(Parsed {
@@ -155,6 +139,23 @@ pub fn parse_response(
         value: UpgradeResponse::Switched(negotiated),
         head_len,
     }))
+}
+
+/// The length of a complete head, `None` while more bytes may complete it,
+/// or why it never will.
+fn complete_head(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD_LEN => Ok(Some(n)),
+        Ok(httparse::Status::Complete(_)) => Err(HandshakeError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buffered > MAX_HEAD_LEN => {
+            Err(HandshakeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(HandshakeError::Malformed(e.to_string())),
+    }
 }
 
 /// Header lookup over httparse's parsed headers (names are case-insensitive).
