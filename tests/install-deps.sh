@@ -25,6 +25,8 @@ install_kubectl() {
     rm -rf "$tmp"
 }
 
+# curl (with HTTP/2) is the independent client of the recorder interop tests.
+have curl || { apt-get update -qq && apt-get install -y -qq curl >&2; }
 # python3 drives kubectl under a pseudo-terminal in the tty tests.
 have python3 || { apt-get update -qq && apt-get install -y -qq python3 >&2; }
 if ! have kubectl; then

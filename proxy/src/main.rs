@@ -1,14 +1,15 @@
 //! The `kubecast` command.
 //!
-//! Today it turns captured exec/attach connections into casts (`kubecast
-//! replay`) and shows what the decoders see in them (`kubecast decode`); the
-//! proxy and recorder subcommands arrive with their issues.
+//! Today it receives recordings (`kubecast recorder`), turns captured
+//! exec/attach connections into casts (`kubecast replay`) and shows what the
+//! decoders see in them (`kubecast decode`); the proxy arrives with its issue.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod decode;
+mod recorder;
 mod replay;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Receive recordings (upload protocols v1 and v2) and store them as .cast files.
+    Recorder(recorder::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             replay::run(&capture, output.as_deref(), config)
         }
         Command::Decode { capture, json } => decode::run(&capture, json),
+        Command::Recorder(args) => recorder::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
