@@ -39,6 +39,7 @@ mod limits;
 pub mod replay;
 pub mod session;
 pub mod spdy;
+pub mod upload;
 pub mod ws;
 
 pub use exec::{
