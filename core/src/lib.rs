@@ -36,6 +36,7 @@ pub mod cast;
 pub mod exec;
 pub mod handshake;
 mod limits;
+pub mod recording;
 pub mod replay;
 pub mod session;
 pub mod spdy;
