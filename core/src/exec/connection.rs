@@ -33,6 +33,8 @@ pub enum PassThrough {
     OtherResource,
     /// The upstream did not switch protocols (the connection stays HTTP).
     Refused { status: u16 },
+    /// The connection starts with an ordinary HTTP request, not an upgrade.
+    NotUpgrade,
 }
 
 /// Why a connection could not be decoded.
@@ -173,10 +175,18 @@ impl ConnectionDecoder {
                         .get(..bytes.len().min(MAX_HEAD_LEN + 1))
                         .unwrap_or_default(),
                 );
-                let Some(parsed) =
-                    handshake::parse_request(head).map_err(ConnectionError::Request)?
-                else {
-                    return Ok(());
+                let parsed = match handshake::parse_request(head) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => return Ok(()),
+                    // A well-formed request that is not an upgrade (kubectl's
+                    // discovery GETs on a kept-alive connection): HTTP, not
+                    // ours to decode.
+                    Err(HandshakeError::NotUpgrade(_)) => {
+                        self.state = State::PassThrough;
+                        sink(ConnectionEvent::PassThrough(PassThrough::NotUpgrade));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(ConnectionError::Request(e)),
                 };
                 // Everything after the head in this read is early body bytes.
                 let rest = bytes

@@ -194,7 +194,10 @@ impl Recorder {
         if matches!(self.state, State::Recording) {
             let label = format!("kubecast: recording stopped: {message}");
             self.cast.marker(at, &label, &mut self.pending);
-            self.cast.finish(at, None, &mut self.pending);
+            // What was learned before the failure still counts: an exit
+            // status seen before a peer cut its last frame is the exit.
+            let exit = self.stats.exit.clone();
+            self.cast.finish(at, exit.as_ref(), &mut self.pending);
             self.end();
         } else {
             self.state = State::Done;

@@ -180,6 +180,44 @@ Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforwa
 }
 
 #[test]
+fn an_ordinary_http_request_is_passed_through() {
+    // kubectl's discovery GETs on a kept-alive connection.
+    let t0 = base_instant();
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, b"GET /api?timeout=32s HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.handle_upstream_bytes(t0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    s.handle_eof(t0, Side::Client);
+    s.handle_eof(t0, Side::Upstream);
+    drain(&mut s, &mut cast, &mut events);
+    assert!(cast.is_empty());
+    assert!(events.contains(&SessionEvent::PassThrough(
+        crate::exec::PassThrough::NotUpgrade
+    )));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
+}
+
+#[test]
+fn an_exit_seen_before_a_cut_frame_is_still_recorded() {
+    let t0 = base_instant();
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, WS_TTY_REQUEST);
+    s.handle_upstream_bytes(t0, WS_101);
+    s.handle_upstream_bytes(t0, &upstream(3, br#"{"metadata":{},"status":"Success"}"#));
+    // The client goes away in the middle of a frame header.
+    s.handle_client_bytes(t0, &client(0, b"x")[..3]);
+    s.handle_eof(t0, Side::Client);
+    s.handle_eof(t0, Side::Upstream);
+    drain(&mut s, &mut cast, &mut events);
+    let text = String::from_utf8(cast).unwrap();
+    assert!(text.contains("kubecast: recording stopped"), "{text}");
+    assert!(text.trim_end().ends_with(r#""m", "exit 0"]"#), "{text}");
+}
+
+#[test]
 fn a_decode_error_stops_the_recording_with_a_marker() {
     let t0 = base_instant();
     let mut s = Session::new(SessionConfig::default(), meta());
