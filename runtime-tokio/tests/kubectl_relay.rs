@@ -355,28 +355,7 @@ async fn a_tty_session_records_its_sizes(transport: Transport) {
     assert_ends_with_exit(&lines, 0, &summary, transport);
 }
 
-macro_rules! over_both_transports {
-    ($($name:ident),* $(,)?) => {
-        mod websocket {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Transport::WebSocket).await
-                }
-            )*
-        }
-        mod spdy {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Transport::Spdy).await
-                }
-            )*
-        }
-    };
-}
-
-over_both_transports!(
+kubecast_tests::over_both_transports!(
     echo_is_relayed_and_recorded,
     a_failing_command_keeps_its_exit_code,
     piped_stdin_round_trips_byte_exact,

@@ -14,3 +14,28 @@ pub mod capture;
 pub mod fixtures;
 pub mod kubectl;
 pub mod upstream;
+
+/// Turns each `async fn name(transport: Transport)` scenario into two tokio
+/// tests, `websocket::name` and `spdy::name`, so every end-to-end scenario
+/// runs over both of kubectl's streaming protocols.
+#[macro_export]
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod websocket {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::kubectl::Transport::WebSocket).await
+                }
+            )*
+        }
+        mod spdy {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::kubectl::Transport::Spdy).await
+                }
+            )*
+        }
+    };
+}

@@ -384,28 +384,7 @@ async fn attach_with_piped_stdin(transport: Transport) {
     assert_eq!(session.command, ["cat"]);
 }
 
-macro_rules! over_both_transports {
-    ($($name:ident),* $(,)?) => {
-        mod websocket {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Transport::WebSocket).await
-                }
-            )*
-        }
-        mod spdy {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Transport::Spdy).await
-                }
-            )*
-        }
-    };
-}
-
-over_both_transports!(
+kubecast_tests::over_both_transports!(
     echo_prints_its_arguments,
     cat_round_trips_piped_stdin,
     exit_status_becomes_kubectls_exit_code,
