@@ -52,7 +52,13 @@ pub enum RecordingOutput {
     Upload(UploadOutput),
     /// Raw capture bytes (only with [`SessionConfig::capture`]).
     Capture(Bytes),
-    /// End the session now (fail-closed). Forward nothing more.
+    /// The session's last words to the client (see
+    /// [`crate::session::Output::Inject`]: forward `forward` bytes of the
+    /// upstream read just fed, then write `bytes`); a [`RecordingOutput::Close`]
+    /// follows.
+    Inject { forward: usize, bytes: Bytes },
+    /// End the session now (fail-closed): close both connections, forward
+    /// nothing more.
     Close(CloseReason),
 }
 
@@ -71,6 +77,9 @@ pub struct Recording {
     policy: Policy,
     record_stdin: bool,
     outputs: VecDeque<RecordingOutput>,
+    /// Fail-closed decided to end the session; the close waits for the
+    /// session's farewell.
+    closing: Option<CloseReason>,
     closed: bool,
 }
 
@@ -92,6 +101,7 @@ impl Recording {
             policy,
             record_stdin,
             outputs: VecDeque::new(),
+            closing: None,
             closed: false,
         };
         recording.pump(now);
@@ -117,6 +127,14 @@ impl Recording {
     /// the upload's back-pressure applies to the sides whose bytes end up in
     /// the cast — the upstream always, the client when stdin is recorded.
     pub fn read_budget(&self, side: Side) -> usize {
+        if self.closing.is_some() || self.closed {
+            // Ending: the upstream is read only to finish its current frame.
+            return match side {
+                Side::Client => 0,
+                Side::Upstream if self.closed => 0,
+                Side::Upstream => usize::MAX,
+            };
+        }
         match side {
             Side::Client if !self.record_stdin => usize::MAX,
             _ => self.upload.read_budget(),
@@ -182,10 +200,40 @@ impl Recording {
     /// Moves the session's cast into the upload and both machines' outputs
     /// into ours, applying the policy.
     fn pump(&mut self, now: Instant) {
+        self.pump_session(now);
+        while let Some(output) = self.upload.poll_output() {
+            let failed = match (&output, self.policy) {
+                (UploadOutput::Failed(failure), Policy::FailClosed) if !self.closed => {
+                    Some(failure.clone())
+                }
+                _ => None,
+            };
+            self.outputs.push_back(RecordingOutput::Upload(output));
+            if let Some(failure) = failed {
+                let message = format!(
+                    "kubecast: this session must be recorded and the recording was lost ({}); the session was ended",
+                    failure
+                );
+                self.closing = Some(CloseReason::RecordingFailed(failure));
+                self.session.end_with_message(now, &message);
+                self.pump_session(now);
+            }
+        }
+    }
+
+    fn pump_session(&mut self, now: Instant) {
         while let Some(output) = self.session.poll_output() {
             match output {
                 Output::Cast(bytes) => self.upload.push_cast(now, bytes),
                 Output::Capture(bytes) => self.outputs.push_back(RecordingOutput::Capture(bytes)),
+                Output::Inject { forward, bytes } => {
+                    self.outputs
+                        .push_back(RecordingOutput::Inject { forward, bytes });
+                    if let Some(reason) = self.closing.take() {
+                        self.closed = true;
+                        self.outputs.push_back(RecordingOutput::Close(reason));
+                    }
+                }
                 Output::Event(event) => {
                     let finished = matches!(event, SessionEvent::RecordingFinished(_));
                     self.outputs.push_back(RecordingOutput::Event(event));
@@ -193,19 +241,6 @@ impl Recording {
                         self.upload.finish(now);
                     }
                 }
-            }
-        }
-        while let Some(output) = self.upload.poll_output() {
-            let close = match (&output, self.policy) {
-                (UploadOutput::Failed(failure), Policy::FailClosed) if !self.closed => {
-                    Some(CloseReason::RecordingFailed(failure.clone()))
-                }
-                _ => None,
-            };
-            self.outputs.push_back(RecordingOutput::Upload(output));
-            if let Some(reason) = close {
-                self.closed = true;
-                self.outputs.push_back(RecordingOutput::Close(reason));
             }
         }
     }
@@ -400,5 +435,48 @@ Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
         let (at, timer) = r.timer().unwrap();
         assert_eq!(timer, RecordingTimer::Session(Timer::FirstResize));
         assert_eq!(at, now + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn fail_closed_mid_session_tells_kubectl_why_then_closes() {
+        let now = t0();
+        let mut r = recording(now, Policy::FailClosed, 1 << 20);
+        let attempt = open_v2(&mut r, now);
+        r.handle_client_bytes(now, REQUEST);
+        r.handle_upstream_bytes(now, SWITCHED);
+        r.handle_upstream_bytes(now, &stdout(b"working...\n"));
+        drain(&mut r);
+        r.handle_upload(now, |u| {
+            u.handle_v2_body(now, attempt, b"{\"error\":\"disk full\"}\n")
+        });
+        let outputs = drain(&mut r);
+        let position = |f: &dyn Fn(&RecordingOutput) -> bool| outputs.iter().position(f);
+        let failed = position(&|o| matches!(o, RecordingOutput::Upload(UploadOutput::Failed(_))));
+        let inject = position(&|o| matches!(o, RecordingOutput::Inject { .. }));
+        let close = position(&|o| matches!(o, RecordingOutput::Close(_)));
+        assert!(failed < inject && inject < close, "{outputs:?}");
+        let Some(RecordingOutput::Inject { forward: 0, bytes }) =
+            inject.map(|i| outputs[i].clone())
+        else {
+            panic!("{outputs:?}");
+        };
+        let mut d = crate::exec::ExecDecoder::new(
+            crate::handshake::Negotiated::WebSocket(WsProtocol::V5Channel),
+            &crate::Limits::default(),
+        );
+        let mut said = None;
+        d.decode(Side::Upstream, &bytes, |e| {
+            if let crate::ExecEvent::Exit(crate::ExitStatus::Failure { message, .. }) = e {
+                said = Some(message);
+            }
+        })
+        .unwrap();
+        let said = said.expect("a Status on the error channel");
+        assert!(
+            said.contains("recording was lost") && said.contains("disk full"),
+            "{said}"
+        );
+        assert_eq!(r.read_budget(Side::Client), 0);
+        assert_eq!(r.read_budget(Side::Upstream), 0);
     }
 }

@@ -99,6 +99,8 @@ fn drain(session: &mut Session, out: &mut Replay) {
         match output {
             Output::Cast(bytes) => out.cast.extend_from_slice(&bytes),
             Output::Capture(bytes) => out.capture.extend_from_slice(&bytes),
+            // A replay never ends a session itself.
+            Output::Inject { .. } => {}
             Output::Event(e) => out.events.push(e),
         }
     }

@@ -370,7 +370,9 @@ impl<S: SessionSink> Core<'_, S> {
         while let Some(output) = self.session.poll_output() {
             let len = match &output {
                 Output::Cast(b) | Output::Capture(b) => b.len() as u64,
-                Output::Event(_) => 0,
+                // Only `end_with_message` produces it, which this driver
+                // does not call.
+                Output::Event(_) | Output::Inject { .. } => 0,
             };
             if let Output::Event(event) = &output {
                 self.note(event);
@@ -388,6 +390,7 @@ impl<S: SessionSink> Core<'_, S> {
                 Output::Capture(b) => bounded(limit, self.sink.capture(b))
                     .await
                     .map(|()| self.summary.capture_bytes += len),
+                Output::Inject { .. } => Ok(()),
             };
             if let Err(e) = delivered {
                 self.sink_failed = true;

@@ -107,6 +107,24 @@ impl ConnectionDecoder {
         }
     }
 
+    /// How far `side`'s stream is from a frame boundary (always at one
+    /// before the upgrade and for pass-through connections).
+    pub fn frame_remaining(&self, side: Side) -> super::FrameRemaining {
+        match &self.state {
+            State::Decoding(d) => d.frame_remaining(side),
+            _ => super::FrameRemaining::AtBoundary,
+        }
+    }
+
+    /// The frames that tell the client `message` and end the session, in the
+    /// negotiated protocol (empty before the upgrade or when undecodable).
+    pub fn farewell(&self, message: &str) -> Vec<u8> {
+        match (&self.state, self.negotiated()) {
+            (State::Decoding(d), Some(negotiated)) => super::farewell(d, negotiated, message),
+            _ => Vec::new(),
+        }
+    }
+
     /// Bytes already fed from `side` that belong to an unfinished frame (0
     /// before the upgrade and for pass-through connections).
     pub fn partial_frame_len(&self, side: Side) -> usize {

@@ -74,6 +74,15 @@ impl ExecDecoder {
         }
     }
 
+    /// How far `side`'s stream is from a boundary where the core may write
+    /// a frame of its own towards the peer.
+    pub fn frame_remaining(&self, side: Side) -> super::FrameRemaining {
+        match self {
+            ExecDecoder::Spdy(d) => d.frame_remaining(side),
+            ExecDecoder::WebSocket(d) => d.frame_remaining(side),
+        }
+    }
+
     /// How many of the bytes already fed from `side` belong to a frame that
     /// has not ended yet. Bytes the core injects towards the peer must not be
     /// written until those bytes' frame is complete, or they would land in

@@ -12,11 +12,13 @@
 
 mod connection;
 mod decoder;
+mod farewell;
 mod resize;
 mod status;
 
 pub use connection::{ConnectionDecoder, ConnectionError, ConnectionEvent, PassThrough};
 pub use decoder::{DecodeError, ExecDecoder};
+pub use farewell::farewell;
 pub use resize::{ResizeError, ResizeParser};
 pub use status::{ExitStatus, StatusParser};
 
@@ -127,6 +129,19 @@ pub struct TerminalSize {
     pub width: u16,
     /// Rows.
     pub height: u16,
+}
+
+/// How far one side's byte stream is from its next frame boundary — where
+/// bytes of our own (a farewell message) may be written into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRemaining {
+    /// Between frames (and, over WebSocket, between messages).
+    AtBoundary,
+    /// Exactly this many more bytes end the current frame.
+    Exactly(u64),
+    /// Inside a frame header, or between the fragments of a WebSocket
+    /// message: at least this many more bytes before a boundary.
+    AtLeast(u64),
 }
 
 /// How a stream ended.

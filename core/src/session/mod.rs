@@ -45,7 +45,7 @@ mod tests;
 pub use output::{Output, RecordingStats, SessionEvent, Timer};
 
 use crate::capture::{self, CaptureHeader, RecordKind};
-use crate::exec::ConnectionDecoder;
+use crate::exec::{ConnectionDecoder, FrameRemaining};
 use crate::handshake::{Negotiated, UpgradeRequest};
 use crate::{Limits, Side, TerminalSize};
 use bytes::Bytes;
@@ -113,7 +113,24 @@ pub struct Session {
     capture: Option<CaptureTap>,
     start: Option<Instant>,
     eof: [bool; 2],
+    ending: Ending,
 }
+
+/// Whether the core is ending the session ([`Session::end_with_message`]).
+#[derive(Debug)]
+enum Ending {
+    Live,
+    /// Waiting for the upstream's current frame to end.
+    Pending {
+        message: String,
+        deadline: Instant,
+    },
+    Ended,
+}
+
+/// How long an ending session waits for a frame boundary to write its
+/// farewell at: a frame already under way normally finishes within a read.
+pub const FAREWELL_WAIT: Duration = Duration::from_secs(2);
 
 impl Session {
     pub fn new(config: SessionConfig, meta: SessionMeta) -> Self {
@@ -124,6 +141,7 @@ impl Session {
             capture,
             start: None,
             eof: [false; 2],
+            ending: Ending::Live,
         }
     }
 
@@ -139,12 +157,79 @@ impl Session {
 
     /// Bytes the client sent.
     pub fn handle_client_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if !matches!(self.ending, Ending::Live) {
+            // Ending: nothing more from the client reaches the upstream.
+            return;
+        }
         self.handle_bytes(now, Side::Client, bytes);
     }
 
     /// Bytes the upstream sent.
     pub fn handle_upstream_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        self.handle_bytes(now, Side::Upstream, bytes);
+        match &self.ending {
+            Ending::Live => self.handle_bytes(now, Side::Upstream, bytes),
+            Ending::Pending { .. } => self.upstream_until_boundary(now, bytes),
+            Ending::Ended => {}
+        }
+    }
+
+    /// Ends the session from our side and tells the user why: the frames
+    /// that carry `message` to kubectl are written at the next frame
+    /// boundary of the upstream→client stream ([`Output::Inject`]), at most
+    /// [`FAREWELL_WAIT`] from now. Until then the adapter keeps reading
+    /// (and forwarding) the upstream but forwards nothing from the client.
+    pub fn end_with_message(&mut self, now: Instant, message: &str) {
+        if !matches!(self.ending, Ending::Live) {
+            return;
+        }
+        self.ending = Ending::Pending {
+            message: message.to_string(),
+            deadline: now + FAREWELL_WAIT,
+        };
+        if self.decoder.frame_remaining(Side::Upstream) == FrameRemaining::AtBoundary {
+            self.say_farewell(now, 0, true);
+        }
+    }
+
+    /// Feeds the upstream's bytes only up to the end of its current frame,
+    /// then says farewell there.
+    fn upstream_until_boundary(&mut self, now: Instant, bytes: &[u8]) {
+        let mut fed = 0;
+        while fed < bytes.len() {
+            let step = match self.decoder.frame_remaining(Side::Upstream) {
+                FrameRemaining::AtBoundary => break,
+                FrameRemaining::Exactly(n) | FrameRemaining::AtLeast(n) => {
+                    usize::try_from(n.max(1)).unwrap_or(usize::MAX)
+                }
+            };
+            let end = fed.saturating_add(step).min(bytes.len());
+            self.handle_bytes(now, Side::Upstream, bytes.get(fed..end).unwrap_or_default());
+            fed = end;
+        }
+        if self.decoder.frame_remaining(Side::Upstream) == FrameRemaining::AtBoundary {
+            self.say_farewell(now, fed, true);
+        }
+    }
+
+    /// Emits the farewell (or, when `with_message` is false, just the end)
+    /// and completes the recording.
+    fn say_farewell(&mut self, now: Instant, forward: usize, with_message: bool) {
+        let Ending::Pending { message, .. } = std::mem::replace(&mut self.ending, Ending::Ended)
+        else {
+            return;
+        };
+        let bytes = if with_message {
+            self.decoder.farewell(&message)
+        } else {
+            Vec::new()
+        };
+        let at = self.elapsed(now);
+        self.recorder.end_session(at, &message);
+        self.recorder.push_output(Output::Inject {
+            forward,
+            bytes: Bytes::from(bytes),
+        });
+        self.flush_capture();
     }
 
     /// `side` closed its half of the connection. Once both have, the
@@ -178,6 +263,13 @@ impl Session {
     /// The deadline from [`Session::poll_timeout`] passed (spurious calls
     /// are harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Ending::Pending { deadline, .. } = &self.ending {
+            if now >= *deadline {
+                // The frame under way never ended: close without a message
+                // rather than corrupt the stream kubectl is reading.
+                self.say_farewell(now, 0, false);
+            }
+        }
         self.recorder.handle_timeout(now);
     }
 
@@ -188,7 +280,14 @@ impl Session {
 
     /// The next deadline and why it exists.
     pub fn timer(&self) -> Option<(Instant, Timer)> {
-        self.recorder.timer()
+        let farewell = match &self.ending {
+            Ending::Pending { deadline, .. } => Some((*deadline, Timer::Farewell)),
+            _ => None,
+        };
+        match (farewell, self.recorder.timer()) {
+            (Some(f), Some(r)) => Some(if r.0 < f.0 { r } else { f }),
+            (f, r) => f.or(r),
+        }
     }
 
     /// The next output; drain until `None` after every input.

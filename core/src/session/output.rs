@@ -12,6 +12,13 @@ pub enum Output {
     Event(SessionEvent),
     /// The next bytes of the recording, in order.
     Cast(Bytes),
+    /// The session is over ([`super::Session::end_with_message`]): write
+    /// `bytes` to the client — frames that tell kubectl why, possibly empty —
+    /// and close both connections. When this output follows
+    /// `handle_upstream_bytes`, forward only the first `forward` bytes of
+    /// that read before `bytes` (the rest would split the message); after any
+    /// other input `forward` is 0. Forward nothing else from either side.
+    Inject { forward: usize, bytes: Bytes },
     /// The next bytes of the raw capture (only with
     /// [`super::SessionConfig::capture`]): every byte both sides sent, in the
     /// capture format, for byte-exact forensics next to the cast.
@@ -77,4 +84,7 @@ pub enum Timer {
     /// A tty session is waiting for the client's first resize before it
     /// writes the cast header.
     FirstResize,
+    /// The session is ending and waits for the upstream's current frame to
+    /// end so its farewell can be written; past this it closes without one.
+    Farewell,
 }

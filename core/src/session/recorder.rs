@@ -170,6 +170,18 @@ impl Recorder {
         }
     }
 
+    /// The core ended the session: say why in the cast, then complete it.
+    pub(super) fn end_session(&mut self, at: Duration, message: &str) {
+        if matches!(self.state, State::AwaitingSize { .. }) {
+            self.write_header(None);
+        }
+        if matches!(self.state, State::Recording) {
+            let label = format!("kubecast: session ended: {message}");
+            self.cast.marker(at, &label, &mut self.pending);
+        }
+        self.finish(at);
+    }
+
     /// Both sides are done: complete the cast.
     pub(super) fn finish(&mut self, at: Duration) {
         if matches!(self.state, State::AwaitingSize { .. }) {

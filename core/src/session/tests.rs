@@ -37,6 +37,7 @@ fn drain(session: &mut Session, cast: &mut Vec<u8>, events: &mut Vec<SessionEven
             Output::Cast(bytes) => cast.extend_from_slice(&bytes),
             Output::Event(e) => events.push(e),
             Output::Capture(_) => panic!("capture is off by default"),
+            Output::Inject { .. } => panic!("these sessions are never ended by the core"),
         }
     }
 }
@@ -276,7 +277,7 @@ fn the_opt_in_raw_capture_replays_to_the_same_cast() {
         match output {
             Output::Cast(bytes) => cast.extend_from_slice(&bytes),
             Output::Capture(bytes) => capture.extend_from_slice(&bytes),
-            Output::Event(_) => {}
+            Output::Event(_) | Output::Inject { .. } => {}
         }
     }
     // The capture keeps the binary bytes the cast had to replace ...
@@ -349,5 +350,167 @@ proptest::proptest! {
             cast
         };
         proptest::prop_assert_eq!(String::from_utf8(run(&cuts)).unwrap(), String::from_utf8(whole).unwrap());
+    }
+}
+
+mod farewell {
+    //! Ending a session from our side: kubectl must be told why, in its
+    //! protocol, without a byte of it landing inside a frame.
+    use super::*;
+    use crate::exec::{push_coalesced, ExecDecoder, OwnedExecEvent};
+    use crate::handshake::{Negotiated, RemoteCommandVersion};
+    use crate::spdy::{write_data, FrameWriter};
+
+    /// What kubectl would decode from the upstream→client bytes it got.
+    fn client_view(negotiated: Negotiated, setup: &[u8], bytes: &[u8]) -> Vec<OwnedExecEvent> {
+        let mut d = ExecDecoder::new(negotiated, &crate::Limits::default());
+        let mut events = Vec::new();
+        d.decode(Side::Client, setup, |e| push_coalesced(&mut events, &e))
+            .unwrap();
+        d.decode(Side::Upstream, bytes, |e| push_coalesced(&mut events, &e))
+            .unwrap();
+        events
+    }
+
+    fn ended_with(events: &[OwnedExecEvent], text: &str) -> bool {
+        events.iter().any(|e| matches!(e, OwnedExecEvent::Exit(ExitStatus::Failure { message, .. }) if message.contains(text)))
+    }
+
+    fn inject(s: &mut Session) -> Option<(usize, Vec<u8>)> {
+        std::iter::from_fn(|| s.poll_output()).find_map(|o| match o {
+            Output::Inject { forward, bytes } => Some((forward, bytes.to_vec())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn at_a_boundary_the_message_goes_out_at_once_on_the_error_channel() {
+        let t0 = base_instant();
+        let mut s = Session::new(SessionConfig::default(), meta());
+        s.handle_client_bytes(t0, WS_TTY_REQUEST);
+        s.handle_upstream_bytes(t0, WS_101);
+        s.handle_upstream_bytes(t0, &upstream(1, b"$ "));
+        s.end_with_message(t0, "recording lost");
+        let (forward, bytes) = inject(&mut s).expect("an injection");
+        assert_eq!(forward, 0);
+        let events = client_view(Negotiated::WebSocket(WsProtocol::V5Channel), &[], &bytes);
+        assert!(ended_with(&events, "recording lost"), "{events:?}");
+        assert!(matches!(
+            events.last(),
+            Some(OwnedExecEvent::ConnectionClosed { .. })
+        ));
+        // Nothing more is taken from the client.
+        s.handle_client_bytes(t0, &client(0, b"rm -rf /\r"));
+        assert!(s.poll_output().is_none());
+    }
+
+    #[test]
+    fn inside_a_frame_it_waits_for_the_frame_to_end() {
+        let t0 = base_instant();
+        let mut s = Session::new(SessionConfig::default(), meta());
+        s.handle_client_bytes(t0, WS_TTY_REQUEST);
+        s.handle_upstream_bytes(t0, WS_101);
+        s.handle_client_bytes(t0, &client(4, b"{\"Width\":80,\"Height\":24}"));
+        let first = upstream(1, b"first frame");
+        let second = upstream(1, b"second");
+        s.handle_upstream_bytes(t0, &first[..5]);
+        std::iter::from_fn(|| s.poll_output()).for_each(drop);
+        s.end_with_message(t0, "recording lost");
+        assert_eq!(inject(&mut s), None, "not inside a frame");
+        assert_eq!(s.timer().map(|(_, t)| t), Some(Timer::Farewell));
+        // The rest of the frame and the next one arrive in one read.
+        let mut read = first[5..].to_vec();
+        read.extend_from_slice(&second);
+        s.handle_upstream_bytes(t0, &read);
+        let (forward, bytes) = inject(&mut s).expect("an injection at the boundary");
+        assert_eq!(
+            forward,
+            first.len() - 5,
+            "only the first frame's rest is forwarded"
+        );
+        let mut seen = first[..5].to_vec();
+        seen.extend_from_slice(&read[..forward]);
+        seen.extend_from_slice(&bytes);
+        let events = client_view(Negotiated::WebSocket(WsProtocol::V5Channel), &[], &seen);
+        assert!(ended_with(&events, "recording lost"), "{events:?}");
+        let stdout: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, OwnedExecEvent::Data { .. }))
+            .collect();
+        assert_eq!(
+            stdout.len(),
+            1,
+            "the second frame was not forwarded: {events:?}"
+        );
+    }
+
+    #[test]
+    fn a_frame_that_never_ends_closes_without_a_message() {
+        let t0 = base_instant();
+        let mut s = Session::new(SessionConfig::default(), meta());
+        s.handle_client_bytes(t0, WS_TTY_REQUEST);
+        s.handle_upstream_bytes(t0, WS_101);
+        s.handle_client_bytes(t0, &client(4, b"{\"Width\":80,\"Height\":24}"));
+        s.handle_upstream_bytes(t0, &upstream(1, b"never finished")[..4]);
+        s.end_with_message(t0, "recording lost");
+        let (deadline, timer) = s.timer().unwrap();
+        assert_eq!(timer, Timer::Farewell);
+        s.handle_timeout(deadline);
+        assert_eq!(inject(&mut s), Some((0, Vec::new())));
+    }
+
+    #[test]
+    fn over_spdy_the_status_goes_on_the_error_stream() {
+        let t0 = base_instant();
+        let request = b"POST /api/v1/namespaces/default/pods/demo/exec?command=sh&stdin=true&stdout=true&tty=true HTTP/1.1\r\n\
+Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+        let switched =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+        let mut setup = Vec::new();
+        let mut writer = FrameWriter::new();
+        for (id, kind) in [(1, "error"), (3, "stdin"), (5, "stdout"), (7, "resize")] {
+            writer
+                .syn_stream(&mut setup, id, 0, 0, &[("streamtype", kind)], false)
+                .unwrap();
+        }
+        let mut s = Session::new(SessionConfig::default(), meta());
+        s.handle_client_bytes(t0, request);
+        s.handle_upstream_bytes(t0, switched);
+        s.handle_client_bytes(t0, &setup);
+        let mut out = Vec::new();
+        write_data(&mut out, 5, b"$ ", false);
+        s.handle_upstream_bytes(t0, &out);
+        s.end_with_message(t0, "recording lost");
+        let (_, bytes) = inject(&mut s).expect("an injection");
+        let events = client_view(Negotiated::Spdy(RemoteCommandVersion::V4), &setup, &bytes);
+        assert!(ended_with(&events, "recording lost"), "{events:?}");
+    }
+
+    #[test]
+    fn the_cast_says_why_it_ends() {
+        let t0 = base_instant();
+        let mut s = Session::new(SessionConfig::default(), meta());
+        let (mut cast, mut events) = (Vec::new(), Vec::new());
+        s.handle_client_bytes(t0, WS_TTY_REQUEST);
+        s.handle_upstream_bytes(t0, WS_101);
+        s.handle_client_bytes(t0, &client(4, b"{\"Width\":80,\"Height\":24}"));
+        s.end_with_message(t0, "recording lost");
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Cast(b) => cast.extend_from_slice(&b),
+                Output::Event(e) => events.push(e),
+                _ => {}
+            }
+        }
+        let text = String::from_utf8(cast).unwrap();
+        assert!(
+            text.contains("kubecast: session ended: recording lost"),
+            "{text}"
+        );
+        assert!(matches!(
+            events.last(),
+            Some(SessionEvent::RecordingFinished(_))
+        ));
     }
 }

@@ -134,6 +134,14 @@ impl SpdyDecoder {
         }
     }
 
+    /// How far `side`'s stream is from the end of its current frame.
+    pub fn frame_remaining(&self, side: Side) -> crate::exec::FrameRemaining {
+        match side {
+            Side::Client => self.client.parser.remaining(),
+            Side::Upstream => self.upstream.parser.remaining(),
+        }
+    }
+
     /// The SPDY stream id of the stream opened with role `kind` (the first,
     /// should there be several): where the core writes when it injects
     /// frames, e.g. a Status on the error stream.

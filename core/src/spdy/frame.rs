@@ -212,6 +212,19 @@ impl FrameParser {
         }
     }
 
+    /// How far the stream is from the end of the current frame.
+    pub fn remaining(&self) -> crate::exec::FrameRemaining {
+        use crate::exec::FrameRemaining;
+        match &self.state {
+            State::Header if self.head_len == 0 => FrameRemaining::AtBoundary,
+            State::Header => FrameRemaining::AtLeast((FRAME_HEADER_LEN - self.head_len) as u64),
+            State::Control(header) => {
+                FrameRemaining::Exactly(header.length.saturating_sub(self.control.len()) as u64)
+            }
+            State::Data { remaining, .. } => FrameRemaining::Exactly(*remaining as u64),
+        }
+    }
+
     /// Parses on from `input[*pos..]`, advancing `pos`. Returns `None` once
     /// the input is used up without completing another step.
     pub fn next(&mut self, input: &[u8], pos: &mut usize) -> Result<Option<Step>, SpdyError> {

@@ -177,6 +177,11 @@ impl WsDecoder {
         self.direction(side).frames.partial_frame_len()
     }
 
+    /// How far `side`'s stream is from a message boundary.
+    pub fn frame_remaining(&self, side: Side) -> crate::exec::FrameRemaining {
+        self.direction(side).frames.remaining()
+    }
+
     /// Whether `side` is between the fragments of a data message. Bytes
     /// injected towards its peer must wait for the message to end: a new
     /// data message inside a fragmented one breaks RFC 6455 §5.4.

@@ -322,6 +322,22 @@ impl FrameStream {
             || matches!(self.state, State::Payload { header, .. } if !header.opcode.is_control())
     }
 
+    /// How far the stream is from a point where a whole new message may be
+    /// written: the end of the current frame, and of its message.
+    pub fn remaining(&self) -> crate::exec::FrameRemaining {
+        use crate::exec::FrameRemaining;
+        match self.state {
+            State::Payload { header, offset } => {
+                FrameRemaining::Exactly(header.len.saturating_sub(offset))
+            }
+            // Inside a header, or between fragments: another frame must come.
+            State::Header if self.header.buffered() > 0 || self.in_message => {
+                FrameRemaining::AtLeast(1)
+            }
+            State::Header => FrameRemaining::AtBoundary,
+        }
+    }
+
     /// Whether a close frame has been seen in this direction.
     pub fn close_seen(&self) -> bool {
         self.close_seen
