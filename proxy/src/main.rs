@@ -1,14 +1,18 @@
 //! The `kubecast` command.
 //!
-//! Today it receives recordings (`kubecast recorder`), turns captured
-//! exec/attach connections into casts (`kubecast replay`) and shows what the
-//! decoders see in them (`kubecast decode`); the proxy arrives with its issue.
+//! `kubecast proxy` stands in front of kube-apiserver (authentication,
+//! impersonation, exec/attach/port-forward upgrades); `kubecast recorder`
+//! receives recordings; `kubecast replay` turns captured exec/attach
+//! connections into casts and `kubecast decode` shows what the decoders see
+//! in them.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod decode;
+mod net;
+mod proxy;
 mod recorder;
 mod replay;
 
@@ -47,6 +51,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Proxy the Kubernetes API: authenticate callers, impersonate them
+    /// upstream, relay exec/attach/port-forward sessions.
+    Proxy(Box<proxy::Args>),
     /// Receive recordings (upload protocols v1 and v2) and store them as .cast files.
     Recorder(recorder::Args),
 }
@@ -69,6 +76,7 @@ fn main() -> ExitCode {
         }
         Command::Decode { capture, json } => decode::run(&capture, json),
         Command::Recorder(args) => recorder::run(args),
+        Command::Proxy(args) => proxy::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

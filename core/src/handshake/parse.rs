@@ -187,9 +187,16 @@ impl Headers<'_, '_> {
     }
 }
 
-/// `/api/v1/namespaces/{ns}/pods/{pod}/{exec|attach|portforward}`.
+/// `/api/v1/namespaces/{ns}/pods/{pod}/{exec|attach|portforward}`. Every
+/// segment is percent-decoded first, as the API server does, so
+/// `…/pods/p/%65xec` is an exec too (and cannot slip past the recorder).
 fn classify_path(path: &str) -> Result<(Resource, Option<String>, Option<String>), HandshakeError> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_decode(s, false))
+        .collect::<Result<Vec<String>, _>>()?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     if let ["api", "v1", "namespaces", ns, "pods", pod, sub] = segments.as_slice() {
         let resource = match *sub {
             "exec" => Resource::Exec,
@@ -197,12 +204,10 @@ fn classify_path(path: &str) -> Result<(Resource, Option<String>, Option<String>
             "portforward" => Resource::PortForward,
             _ => return Ok((Resource::Other, None, None)),
         };
-        let ns = percent_decode(ns, false)?;
-        let pod = percent_decode(pod, false)?;
         if ns.is_empty() || pod.is_empty() {
             return Err(HandshakeError::BadTarget(path.to_string()));
         }
-        return Ok((resource, Some(ns), Some(pod)));
+        return Ok((resource, Some(ns.to_string()), Some(pod.to_string())));
     }
     Ok((Resource::Other, None, None))
 }

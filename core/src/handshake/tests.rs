@@ -98,6 +98,9 @@ fn comma_lists_and_bearer_subprotocols() {
 fn resources_are_classified() {
     for (path, resource) in [
         ("/api/v1/namespaces/ns/pods/p/exec", Resource::Exec),
+        // The API server percent-decodes the path: these are exec/attach too.
+        ("/api/v1/namespaces/ns/pods/p/%65xec", Resource::Exec),
+        ("/api/v1/namespaces/ns/pods/p/%61ttach", Resource::Attach),
         ("/api/v1/namespaces/ns/pods/p/attach", Resource::Attach),
         (
             "/api/v1/namespaces/ns/pods/p/portforward",

@@ -1,8 +1,9 @@
 //! `kubecast recorder`: receives recordings over the v1 and v2 upload
 //! protocols and stores each as its own `.cast` file.
 //!
-//! - [`listener`]: TCP/TLS accept, HTTP/2-preface sniffing, ALPN, the
-//!   per-connection hyper server and graceful shutdown.
+//! - [`listener`]: the per-connection hyper service on the listener shared
+//!   with the proxy ([`crate::net`]: TCP/TLS accept, HTTP/2-preface
+//!   sniffing, ALPN, graceful shutdown).
 //! - [`ingest`]: one upload's body into one file: header validation, limits,
 //!   deadlines, fsync and acks, the log line.
 //! - [`v1`] / [`v2`]: the two wire protocols on top of `ingest`.
@@ -106,30 +107,7 @@ pub(crate) struct Ctx {
     pub active: watch::Sender<usize>,
 }
 
-/// Counts something in a `watch` counter while alive.
-#[derive(Debug)]
-pub(crate) struct Counted<'a>(&'a watch::Sender<usize>);
-
-impl<'a> Counted<'a> {
-    pub fn new(counter: &'a watch::Sender<usize>) -> Self {
-        counter.send_modify(|n| *n += 1);
-        Counted(counter)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
-}
-
-/// Resolves when `flag` turns true; never if its sender is gone.
-pub(crate) async fn until_set(flag: &mut watch::Receiver<bool>) {
-    let set = flag.wait_for(|v| *v).await.is_ok();
-    if !set {
-        std::future::pending::<()>().await;
-    }
-}
+pub(crate) use crate::net::{until_set, Counted};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -259,7 +237,7 @@ pub fn run(args: Args) -> Result<(), String> {
 async fn serve(args: Args) -> Result<(), String> {
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::net::server_tls(cert, key, None)?),
         _ => None,
     };
     let (store, recovered) =
@@ -270,6 +248,7 @@ async fn serve(args: Args) -> Result<(), String> {
             path.display()
         );
     }
+    let signals = crate::net::ShutdownSignals::install();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -309,16 +288,20 @@ async fn serve(args: Args) -> Result<(), String> {
         }
     );
 
-    let accept = tokio::spawn(listener::accept_loop(
+    let accept = tokio::spawn(crate::net::accept_loop(
         listener,
         tls,
-        ctx.clone(),
-        stop_rx,
+        stop_rx.clone(),
         connections.clone(),
         args.max_connections,
+        args.header_timeout,
+        listener::Recorder {
+            ctx: ctx.clone(),
+            stop: stop_rx,
+        },
     ));
 
-    let signal = shutdown_signal().await;
+    let signal = signals.recv().await;
     let open = *ctx.active.borrow();
     eprintln!(
         "kubecast recorder: {signal}: no longer accepting; {open} open upload(s) get {:?} to finish",
@@ -344,20 +327,4 @@ async fn serve(args: Args) -> Result<(), String> {
     let _ = tokio::time::timeout(FINAL_FRAME_TIMEOUT, connections.wait_for(|n| *n == 0)).await;
     eprintln!("kubecast recorder: stopped");
     Ok(())
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
 }

@@ -72,12 +72,21 @@ fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response<Bo
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), value)
+        })
+        .collect();
     let response = dispatch(req, state, local);
     state.log_request(RequestRecord {
         method: method.to_string(),
         path,
         query,
         status: response.status().as_u16(),
+        headers,
     });
     response
 }

@@ -154,6 +154,9 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// The response status.
     pub status: u16,
+    /// The request headers, in order (names lowercase), so tests can check
+    /// what a proxy forwarded (credentials, impersonation).
+    pub headers: Vec<(String, String)>,
 }
 
 /// How a session ended, as the upstream reported it.
