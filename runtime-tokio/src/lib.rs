@@ -25,16 +25,28 @@
 //! temporary name and renamed when complete) and [`ChannelSink`] (a bounded
 //! channel).
 //!
+//! A recorded session ([`drive_recording`]) runs in the same loop: a core
+//! `Recording` (a session wired to its recorder upload) whose upload I/O —
+//! TCP, TLS ([`UploadTls`]), HTTP/2 via `h2` or raw HTTP/1.1 — runs in one
+//! task per attempt, whose read budget gates reading, and whose fail-closed
+//! verdict ends the session. [`start_recording`] waits for a recorder before
+//! anything goes upstream. The upload's log reaches the sink as
+//! [`UploadEvent`]s ([`SessionSink::upload`]).
+//!
 //! Names are runtime-neutral: the smol twin (`kubecast-smol`) offers the
 //! same `drive`, `DriveOptions`, `SessionSink`, … over `futures-io`.
 
 mod drive;
 mod file_sink;
+mod recording;
 mod sink;
+mod upload;
 
 pub use drive::{
     drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
     DEFAULT_BUFFER_SIZE,
 };
 pub use file_sink::FileSink;
-pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem};
+pub use recording::{drive_recording, drive_recording_until, start_recording, RecordingHandle};
+pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
+pub use upload::UploadTls;

@@ -2,9 +2,56 @@
 
 use bytes::Bytes;
 use kubecast_core::session::SessionEvent;
+use kubecast_core::upload::{AttemptId, AttemptRecord, Protocol, RecorderAddr, UploadFailure};
+use std::fmt;
 use std::future::{ready, Future};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// What a recorder upload reports for logs and audit while a recording is
+/// driven ([`crate::drive_recording`]): the core's
+/// [`kubecast_core::upload::UploadOutput`]s that are facts rather than work
+/// for the adapter. Handed to [`SessionSink::upload`] in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadEvent {
+    /// An attempt failed; the record says what the uploader does next.
+    AttemptFailed(AttemptRecord),
+    /// The upload is open: cast bytes flow to `recorder` from now on.
+    Started {
+        attempt: AttemptId,
+        recorder: RecorderAddr,
+        protocol: Protocol,
+    },
+    /// The recorder confirmed the whole recording.
+    Completed { bytes: u64 },
+    /// The upload failed for good (every attempt is in the failure).
+    Failed(UploadFailure),
+}
+
+impl fmt::Display for UploadEvent {
+    /// One log line's worth, e.g. `recording upload started: #1 http://… (v2)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UploadEvent::AttemptFailed(record) => write!(
+                f,
+                "recording upload attempt failed: {record} (then {:?})",
+                record.then
+            ),
+            UploadEvent::Started {
+                attempt,
+                recorder,
+                protocol,
+            } => write!(
+                f,
+                "recording upload started: {attempt} {recorder} ({protocol})"
+            ),
+            UploadEvent::Completed { bytes } => {
+                write!(f, "recording upload complete: {bytes} bytes confirmed")
+            }
+            UploadEvent::Failed(failure) => write!(f, "recording upload failed: {failure}"),
+        }
+    }
+}
 
 /// Why a sink could not take an output. The driver applies
 /// [`crate::OnSinkError`] to it: keep forwarding (the recording is lost from
@@ -56,6 +103,15 @@ pub trait SessionSink {
         ready(Ok(()))
     }
 
+    /// A recorder upload's progress ([`UploadEvent`]: failed attempts, the
+    /// start, the outcome), when the session is driven with
+    /// [`crate::drive_recording`]; the cast itself goes to the recorder
+    /// then, not to [`SessionSink::cast`].
+    fn upload(&mut self, event: UploadEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = event;
+        ready(Ok(()))
+    }
+
     /// The session is over: nothing more will be written. Called exactly
     /// once by [`crate::drive`], whatever the outcome (also after a sink
     /// error), so the sink can complete or mark what it has.
@@ -70,6 +126,7 @@ pub enum SinkItem {
     Event(SessionEvent),
     Cast(Bytes),
     Capture(Bytes),
+    Upload(UploadEvent),
     /// The last item: [`SessionSink::finish`] was called.
     Finished,
 }
@@ -106,6 +163,10 @@ impl SessionSink for ChannelSink {
 
     fn capture(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
         self.send(SinkItem::Capture(bytes))
+    }
+
+    fn upload(&mut self, event: UploadEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Upload(event))
     }
 
     fn finish(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {

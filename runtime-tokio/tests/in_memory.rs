@@ -111,6 +111,7 @@ fn collect(mut rx: mpsc::Receiver<SinkItem>) -> JoinHandle<Received> {
                 SinkItem::Event(e) => got.events.push(e),
                 SinkItem::Cast(b) => got.cast.extend_from_slice(&b),
                 SinkItem::Capture(b) => got.capture.extend_from_slice(&b),
+                SinkItem::Upload(e) => panic!("no upload in a plain session: {e}"),
                 SinkItem::Finished => got.finished = true,
             }
         }
