@@ -118,6 +118,12 @@ impl Recording {
         &self.upload
     }
 
+    /// Whether stdin goes into the cast (and so is held back by the
+    /// upload's back-pressure like the upstream's output).
+    pub fn records_stdin(&self) -> bool {
+        self.record_stdin
+    }
+
     /// Where the upload stands.
     pub fn upload_state(&self) -> UploadState {
         self.upload.state()
