@@ -31,6 +31,7 @@
     )
 )]
 
+pub mod audit;
 pub mod capture;
 pub mod cast;
 pub mod exec;
