@@ -61,6 +61,7 @@ async fn records_a_kubectl_session(transport: Transport) {
         .to_string();
     let Some(kubectl) = Kubectl::for_server("blocking example", &format!("http://{addr}")) else {
         proxy.kill().ok();
+        proxy.wait().ok();
         return;
     };
 
