@@ -44,7 +44,7 @@ mod upload;
 
 pub use drive::{
     drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
-    DEFAULT_BUFFER_SIZE,
+    Preamble, DEFAULT_BUFFER_SIZE,
 };
 pub use file_sink::FileSink;
 pub use recording::{drive_recording, drive_recording_until, start_recording, RecordingHandle};

@@ -12,21 +12,26 @@
 //! The listener (TCP/TLS accept, ALPN, HTTP/1.1 and HTTP/2, graceful
 //! shutdown) is shared with `kubecast recorder` in [`crate::net`].
 //!
-//! Recording: the recording flags are parsed and validated into
-//! [`RecordingConfig`], but sessions are not recorded by this module:
-//! exec/attach upgrades go to the handler [`session_handler`] returns,
-//! which today relays raw bytes ([`RawRelay`]) — or, with
-//! `--enforce-recording`, refuses them ([`upgrade::RefuseUnrecorded`]).
+//! - [`rules`]: the recording rules (`--config`, YAML) and the flags that
+//!   make their default; [`record`]: the recording handler.
+//!
+//! Recording: the recording flags and rules are parsed and validated into
+//! [`RecordingConfig`] at startup; exec/attach upgrades go to the handler
+//! [`session_handler`] returns ([`record::RecordingHandler`]), which records
+//! each session to a recorder or the local directory, refuses it
+//! (fail-closed) or relays it unrecorded, as the rules say.
 
 mod auth;
 mod forward;
 mod kubeconfig;
+mod record;
+mod rules;
 mod status;
 mod upgrade;
 mod upstream;
 
 pub use auth::{AuthMode, UserInfo};
-pub use upgrade::{RawRelay, UpgradeHandler};
+pub use upgrade::UpgradeHandler;
 
 use crate::net::{self, Accepted, HttpOptions, ServeConn};
 use bytes::Bytes;
@@ -166,7 +171,7 @@ fn parse_recorder(s: &str) -> Result<String, String> {
 }
 
 /// The recording settings: parsed and validated, for the recording
-/// handler to use. Nothing in this module records.
+/// handler to use.
 #[derive(Debug, Clone)]
 pub struct RecordingConfig {
     /// `--recorder`, in failover order; empty = `recordings_dir`.
@@ -175,18 +180,30 @@ pub struct RecordingConfig {
     pub enforce: bool,
     pub ack_timeout: Duration,
     pub recordings_dir: PathBuf,
-    /// `--config`: recording rules (checked to be readable YAML).
+    /// `--config`: recording rules.
     pub rules_file: Option<PathBuf>,
+    /// The rules (from `--config`, or the flags alone).
+    pub rules: rules::Rules,
+    /// The bearer token for recorders (`recorderTokenFile` in `--config`).
+    pub recorder_token: Option<Secret>,
+    /// How `https://` recorders are verified (`recorderCA`, else webpki).
+    pub recorder_tls: kubecast_tokio::UploadTls,
 }
 
-/// The handler exec/attach upgrades go to. This is where recording plugs
-/// in: return a handler that records according to `recording`.
-pub fn session_handler(recording: &RecordingConfig) -> Arc<dyn UpgradeHandler> {
-    if recording.enforce {
-        Arc::new(upgrade::RefuseUnrecorded)
-    } else {
-        Arc::new(RawRelay)
+/// A string kept out of `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
+}
+
+/// The handler exec/attach upgrades go to: records them according to the
+/// rules ([`record::RecordingHandler`]).
+pub fn session_handler(recording: &RecordingConfig) -> Arc<dyn UpgradeHandler> {
+    Arc::new(record::RecordingHandler::new(recording))
 }
 
 /// What every request handler shares.
@@ -290,18 +307,47 @@ async fn handle(
 
 /// Checks the flags that depend on each other, and the recording settings.
 fn recording_config(args: &Args) -> Result<RecordingConfig, String> {
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--config {}: {e}", path.display()))?;
-        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
-            .map_err(|e| format!("--config {}: {e}", path.display()))?;
-    }
+    let flags = rules::Flags {
+        recorders: &args.recorders,
+        enforce: args.enforce_recording,
+    };
+    let check_recorder = |address: &str| {
+        parse_recorder(address)?;
+        kubecast_core::upload::UploadConfig::with_recorders([address])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let rules = match &args.config {
+        Some(path) => rules::Rules::read(path, &flags, check_recorder)?,
+        None => rules::Rules::from_flags(&flags),
+    };
+    let recorder_token = match &rules.recorder_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| format!("recorderTokenFile {}: {e}", path.display()))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(format!("recorderTokenFile {}: empty", path.display()));
+            }
+            Some(Secret(token))
+        }
+        None => None,
+    };
+    let recorder_tls = match &rules.recorder_ca {
+        Some(path) => {
+            kubecast_tokio::UploadTls::from_ca_file(path).map_err(|e| format!("recorderCA: {e}"))?
+        }
+        None => kubecast_tokio::UploadTls::default(),
+    };
     Ok(RecordingConfig {
         recorders: args.recorders.clone(),
         enforce: args.enforce_recording,
         ack_timeout: args.recorder_ack_timeout,
         recordings_dir: args.recordings_dir.clone(),
         rules_file: args.config.clone(),
+        rules,
+        recorder_token,
+        recorder_tls,
     })
 }
 
@@ -406,9 +452,9 @@ async fn serve(args: Args) -> Result<(), String> {
         enforce = recording.enforce,
         ack_timeout = ?recording.ack_timeout,
         recordings_dir = %recording.recordings_dir.display(),
-        rules = ?recording.rules_file,
-        "recording settings accepted; exec/attach sessions are {}",
-        if recording.enforce { "refused (recording required, not enabled)" } else { "relayed unrecorded" }
+        rules_file = ?recording.rules_file,
+        rules = %recording.rules.describe(),
+        "recording exec/attach sessions"
     );
 
     let accept = tokio::spawn(net::accept_loop(

@@ -106,7 +106,6 @@ impl RequestHead {
 
 /// A response head, re-serialisable (see the module docs).
 #[derive(Debug, Clone)]
-#[allow(dead_code, reason = "read by the recording handler")]
 pub struct ResponseHead {
     pub version: Version,
     pub status: StatusCode,
@@ -115,7 +114,6 @@ pub struct ResponseHead {
     pub headers: HeaderMap,
 }
 
-#[allow(dead_code, reason = "used by the recording handler")]
 impl ResponseHead {
     /// The head of `response` as the upstream sent it.
     pub fn of<B>(response: &Response<B>) -> ResponseHead {
@@ -230,8 +228,8 @@ pub trait UpgradeSession: Send + 'static {
 }
 
 /// Relays raw bytes both ways (`tokio::io::copy_bidirectional`), nothing
-/// decoded or recorded: port-forward, other upgrades, and exec/attach until
-/// a recording handler is installed.
+/// decoded or recorded: port-forward, other upgrades, and exec/attach the
+/// rules do not record.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawRelay;
 
@@ -277,25 +275,6 @@ impl UpgradeSession for RawRelay {
                 outcome = %outcome,
                 "upgraded session ended (raw relay, not recorded)"
             );
-        })
-    }
-}
-
-/// `--enforce-recording` in a build that cannot record yet: exec and attach
-/// are refused (fail-closed) before anything reaches the upstream.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RefuseUnrecorded;
-
-impl UpgradeHandler for RefuseUnrecorded {
-    fn admit<'a>(
-        &'a self,
-        _info: &'a UpgradeRequestInfo,
-    ) -> BoxFuture<'a, Result<Box<dyn UpgradeSession>, Refusal>> {
-        Box::pin(async {
-            Err(Refusal::forbidden(
-                "kubecast proxy: this session must be recorded (--enforce-recording), \
-                 but session recording is not enabled in this proxy; exec and attach are refused",
-            ))
         })
     }
 }

@@ -13,7 +13,7 @@
 
 mod ingest;
 mod listener;
-mod store;
+pub(crate) mod store;
 mod v1;
 mod v2;
 

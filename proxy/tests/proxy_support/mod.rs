@@ -62,7 +62,8 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `kubecast proxy --listen 127.0.0.1:0 ARGS` with an empty HOME
-    /// and no in-cluster environment.
+    /// (also its working directory, so the default `./recordings` lands
+    /// there) and no in-cluster environment.
     pub fn start(args: &[&str]) -> Proxy {
         Self::start_with_home(Scratch::new("home"), args)
     }
@@ -71,6 +72,7 @@ impl Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kubecast"))
             .args(["proxy", "--listen", "127.0.0.1:0"])
             .args(args)
+            .current_dir(&home.0)
             .env("HOME", &home.0)
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")

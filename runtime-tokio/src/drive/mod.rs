@@ -58,6 +58,25 @@ pub struct DriveOptions {
     /// Fail open or fail closed on a sink error. Default
     /// [`OnSinkError::KeepForwarding`].
     pub on_sink_error: OnSinkError,
+    /// Bytes the machine is fed before anything is read, as if they had
+    /// been read from each side — but **not forwarded** (the peers already
+    /// exchanged them). Default: empty. See [`Preamble`].
+    pub preamble: Preamble,
+}
+
+/// What was exchanged before the driver got the streams, fed to the core
+/// first: client bytes, then upstream bytes.
+///
+/// A proxy whose HTTP layer (hyper) already parsed and relayed the upgrade
+/// request and the `101` response hands over streams that start *after*
+/// the heads; the core, which reads the heads to learn the resource and the
+/// negotiated protocol, needs them first. Put the raw request head in
+/// `client` and the raw response head in `upstream`. They are not counted
+/// in [`DriveSummary::client_bytes`] / [`DriveSummary::upstream_bytes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preamble {
+    pub client: bytes::Bytes,
+    pub upstream: bytes::Bytes,
 }
 
 impl Default for DriveOptions {
@@ -68,6 +87,7 @@ impl Default for DriveOptions {
             half_close_timeout: None,
             sink_timeout: Some(Duration::from_secs(60)),
             on_sink_error: OnSinkError::KeepForwarding,
+            preamble: Preamble::default(),
         }
     }
 }
@@ -265,8 +285,20 @@ where
     let mut stale: Option<Instant> = None;
     let mut turn = 0;
 
+    // The heads exchanged before the driver got the streams: fed, not
+    // forwarded.
+    let preamble = &options.preamble;
+    for (side, bytes) in [
+        (Side::Client, &preamble.client),
+        (Side::Upstream, &preamble.upstream),
+    ] {
+        if !bytes.is_empty() {
+            machine.handle_bytes(Instant::now().into_std(), side, bytes);
+        }
+    }
     // Whatever the machine holds from before the session (a recording's
-    // upload log, or its fail-closed verdict) goes first.
+    // upload log, or its fail-closed verdict, the preamble's outputs) goes
+    // first.
     let mut result: Result<(), DriveErrorKind> = match machine.drain(&mut port).await {
         Err(e) => Err(e),
         Ok(()) => loop {
