@@ -33,15 +33,24 @@
 //! anything goes upstream. The upload's log reaches the sink as
 //! [`UploadEvent`]s ([`SessionSink::upload`]).
 //!
+//! The audit webhook sink ([`AuditSink`], module [`audit`]) drives the
+//! core's `AuditBatcher`: webhook POSTs (HTTP/1.1, rustls), the spill file
+//! and the dead-letter file.
+//!
 //! Names are runtime-neutral: the smol twin (`kubecast-smol`) offers the
 //! same `drive`, `DriveOptions`, `SessionSink`, … over `futures-io`.
 
+pub mod audit;
 mod drive;
 mod file_sink;
 mod recording;
 mod sink;
 mod upload;
 
+pub use audit::{
+    AuditHandle, AuditSink, AuditStartError, RecordError, Recorded, ShutdownError, ShutdownReport,
+    WebhookConfig, WebhookConfigError,
+};
 pub use drive::{
     drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
     Preamble, DEFAULT_BUFFER_SIZE,
