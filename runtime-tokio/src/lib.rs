@@ -45,6 +45,7 @@ mod drive;
 mod file_sink;
 mod recording;
 mod sink;
+pub mod tls;
 mod upload;
 
 pub use audit::{
