@@ -37,3 +37,7 @@ if ! have asciinema; then
     pip install -q "asciinema>=2,<3" >&2
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+# The official Python client is the second exec client of the proxy tests.
+if ! python3 -c "import kubernetes.stream" >/dev/null 2>&1; then
+    pip install -q kubernetes >&2
+fi

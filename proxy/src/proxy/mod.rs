@@ -21,9 +21,11 @@
 //! each session to a recorder or the local directory, refuses it
 //! (fail-closed) or relays it unrecorded, as the rules say.
 
+mod audit;
 mod auth;
 mod forward;
 mod kubeconfig;
+mod metrics;
 mod record;
 mod rules;
 mod status;
@@ -128,6 +130,13 @@ pub struct Args {
     /// Most client connections served at once; further ones wait.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Audit events to a webhook (`--audit-*`; see docs/audit.md).
+    #[command(flatten)]
+    pub audit: audit::AuditArgs,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address
+    /// (plain HTTP), e.g. 0.0.0.0:9090.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A duration: `10s`, `500ms`, `2m`, `1h`, or plain seconds (`1.5`).
@@ -219,6 +228,8 @@ pub(crate) struct Ctx {
     pub abort: watch::Receiver<bool>,
     /// Upgraded sessions running.
     pub active_sessions: watch::Sender<usize>,
+    /// Audit events (`None` without `--audit-webhook-config-file`).
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
 /// One client connection.
@@ -270,14 +281,20 @@ impl ServeConn for ProxyConn {
 async fn handle(
     ctx: Arc<Ctx>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
+    let kind = metrics::request_kind(&req);
     let path = req.uri().path().to_string();
-    let (response, user) = match ctx
+    let authenticated = ctx
         .auth
-        .authenticate(req.headers(), conn.cert_user.as_ref())
-    {
+        .authenticate(req.headers(), conn.cert_user.as_ref());
+    let who = authenticated.as_ref().map_err(|(_, u)| u.as_deref());
+    let audit = match audit::RequestAudit::begin(&ctx, &conn, &mut req, who).await {
+        Ok(audit) => audit,
+        Err(refusal) => return Ok(refusal),
+    };
+    let (response, user) = match authenticated {
         Err((refusal, user)) => {
             if let Some(Err(why)) = &conn.cert_user {
                 tracing::info!(peer = %conn.addr, why, "client certificate not usable");
@@ -294,6 +311,7 @@ async fn handle(
             (response, user)
         }
     };
+    let response = audit.finish(response).await;
     tracing::info!(
         method = %method,
         path = %path,
@@ -302,6 +320,7 @@ async fn handle(
         peer = %conn.addr,
         "request"
     );
+    metrics::request(kind, response.status());
     Ok(response)
 }
 
@@ -438,6 +457,7 @@ async fn serve(args: Args) -> Result<(), String> {
         header_timeout: args.header_timeout,
         abort: abort_rx,
         active_sessions: watch::Sender::new(0),
+        audit: audit::Auditor::start(&args.audit)?,
     });
     let connections = Arc::new(watch::Sender::new(0usize));
     tracing::info!(
@@ -457,6 +477,9 @@ async fn serve(args: Args) -> Result<(), String> {
         "recording exec/attach sessions"
     );
 
+    if let Some(addr) = args.metrics_listen {
+        metrics::serve(addr, ctx.clone(), stop_rx.clone()).await?;
+    }
     let accept = tokio::spawn(net::accept_loop(
         listener,
         tls,
@@ -495,6 +518,9 @@ async fn serve(args: Args) -> Result<(), String> {
         );
         let _ = abort_tx.send(true);
         let _ = tokio::time::timeout(ABORT_TIMEOUT, sessions.wait_for(|n| *n == 0)).await;
+    }
+    if let Some(audit) = &ctx.audit {
+        audit.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())

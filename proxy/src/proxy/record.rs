@@ -91,7 +91,7 @@ impl UpgradeHandler for RecordingHandler {
         &'a self,
         info: &'a UpgradeRequestInfo,
     ) -> BoxFuture<'a, Result<Box<dyn UpgradeSession>, Refusal>> {
-        Box::pin(self.admit_inner(info))
+        Box::pin(async { super::metrics::admitted(self.admit_inner(info).await, |s| s.recorded()) })
     }
 }
 
@@ -197,6 +197,7 @@ impl RecordingHandler {
                 start_recording(recording, self.tls.clone())
                     .await
                     .map_err(|failure| {
+                        super::metrics::upload_refused(&failure);
                         tracing::warn!(session = %id, user = %info.caller, peer = %info.peer,
                             failure = %failure, "session refused: no recorder reachable (fail-closed)");
                         Refusal::forbidden(format!(
@@ -222,6 +223,10 @@ impl RecordingHandler {
 impl UpgradeSession for RecordedSession {
     fn run(self: Box<Self>, conn: UpgradedConnection) -> BoxFuture<'static, ()> {
         Box::pin(self.run_inner(conn))
+    }
+
+    fn recorded(&self) -> bool {
+        true
     }
 
     fn not_upgraded(self: Box<Self>, status: StatusCode) {
@@ -355,6 +360,7 @@ impl SessionSink for UploadLog {
     }
 
     async fn upload(&mut self, event: UploadEvent) -> Result<(), SinkError> {
+        super::metrics::upload_event(&event);
         match &event {
             UploadEvent::Started { recorder, .. } => {
                 self.recorder = Some(recorder.to_string());
@@ -425,6 +431,17 @@ fn log_end(
         problems.join("; ")
     };
     let recorded = summary.recording.as_ref().map_or(0, |r| r.cast_bytes);
+    let local = decision.recorders.is_empty();
+    super::audit::annotate_session(
+        info.audit.as_ref(),
+        id,
+        local,
+        decision.enforce,
+        &summary,
+        &problems,
+        place,
+    );
+    super::metrics::recorded_bytes(recorded);
     let upload = summary
         .upload_completed
         .map_or_else(|| "-".to_string(), |b| format!("{b} bytes confirmed"));

@@ -178,6 +178,9 @@ pub struct UpgradeRequestInfo {
     pub resource: Resource,
     pub caller: Caller,
     pub peer: SocketAddr,
+    /// The request's audit; its `ResponseComplete` goes out when the
+    /// session (which holds this) ends.
+    pub audit: Option<Arc<super::audit::Tracker>>,
 }
 
 /// Turns true when the shutdown grace period is over: end the session now.
@@ -224,6 +227,11 @@ pub trait UpgradeSession: Send + 'static {
     /// could not be reached); the session never started.
     fn not_upgraded(self: Box<Self>, status: StatusCode) {
         let _ = status;
+    }
+
+    /// Whether this session is recorded (for the metrics).
+    fn recorded(&self) -> bool {
+        false
     }
 }
 
@@ -297,7 +305,7 @@ pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// when the core cannot parse the head, so that an exec/attach the core
 /// does not understand still goes to the session handler (which can refuse
 /// it) rather than to the raw relay.
-fn resource_of_path(target: &str) -> Resource {
+pub(super) fn resource_of_path(target: &str) -> Resource {
     let path = target.split('?').next().unwrap_or("");
     let decoded = percent_decode(path);
     let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
@@ -376,6 +384,7 @@ pub(crate) async fn upgrade(
         resource,
         caller,
         peer: conn.addr,
+        audit: parts.extensions.remove::<Arc<super::audit::Tracker>>(),
     });
     let session = match handler.admit(&info).await {
         Ok(session) => session,
