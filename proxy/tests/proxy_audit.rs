@@ -630,3 +630,81 @@ async fn a_fail_open_loss_is_annotated_as_unrecorded() {
         "{a:?}"
     );
 }
+
+/// An upstream that answers every request with a chunked watch stream:
+/// one event, then the end after `hold`.
+async fn watch_upstream(hold: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while find(&head, b"\r\n\r\n").is_none() {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let event = br#"{"type":"ADDED","object":{"kind":"Pod"}}"#;
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+                out.extend_from_slice(event);
+                out.extend_from_slice(b"\r\n");
+                let _ = tcp.write_all(&out).await;
+                tokio::time::sleep(hold).await;
+                let _ = tcp.write_all(b"0\r\n\r\n").await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_is_started_and_completes_when_its_body_ends() {
+    let files = Scratch::new("audit-watch");
+    let spill = path_str(&files.path("spill"));
+    let receiver = Receiver::start().await;
+    let config = webhook_config(&files, &receiver.url());
+    let upstream = watch_upstream(Duration::from_millis(500)).await;
+    let proxy = Proxy::start(&[
+        "--auth",
+        "noauth",
+        "--upstream",
+        &upstream,
+        "--audit-webhook-config-file",
+        &config,
+        "--audit-webhook-batch-max-wait",
+        "100ms",
+        "--audit-webhook-batch-throttle-qps",
+        "0",
+        "--audit-spill-dir",
+        &spill,
+    ]);
+    let r = http1(
+        proxy.addr,
+        "GET",
+        "/api/v1/namespaces/default/pods?watch=true",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("ADDED"));
+    let events = wait_events(&receiver, "the watch's completion", |e| e.len() >= 3).await;
+    let requests = by_request(&events);
+    let watch = requests.values().next().unwrap();
+    assert_eq!(watch.len(), 3, "{watch:#?}");
+    assert_eq!(watch[0].verb, "watch");
+    assert_eq!(watch[0].object_ref.as_ref().unwrap().resource, "pods");
+    for e in &watch[1..] {
+        assert_eq!(e.response_status.as_ref().map(|s| s.code), Some(200));
+    }
+    let open = watch[2].stage_timestamp.unix_micros() - watch[1].stage_timestamp.unix_micros();
+    assert!(
+        open >= 400_000,
+        "completed only when the body ended: {open} µs"
+    );
+}
