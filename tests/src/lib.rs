@@ -13,7 +13,9 @@
 pub mod capture;
 pub mod fixtures;
 pub mod kubectl;
-pub mod upstream;
+/// The simulated kube-apiserver lives in the `kubecast` crate (it also
+/// serves `kubecast demo`); the tests know it by its old name.
+pub use kubecast::sim as upstream;
 
 /// Turns each `async fn name(transport: Transport)` scenario into two tokio
 /// tests, `websocket::name` and `spdy::name`, so every end-to-end scenario

@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! let upstream = kubecast_tests::upstream::TestUpstream::start().await;
+//! let upstream = kubecast::sim::TestUpstream::start().await;
 //! println!("point a kubeconfig at {}", upstream.url());
 //! # }
 //! ```
