@@ -1,5 +1,6 @@
 //! The `kubecast` command.
 //!
+//! `kubecast demo` shows the proxy recording sessions with no cluster;
 //! `kubecast proxy` stands in front of kube-apiserver (authentication,
 //! impersonation, exec/attach/port-forward upgrades); `kubecast recorder`
 //! receives recordings; `kubecast replay` turns captured exec/attach
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod decode;
+mod demo;
 mod net;
 mod proxy;
 mod recorder;
@@ -54,6 +56,10 @@ enum Command {
     /// Proxy the Kubernetes API: authenticate callers, impersonate them
     /// upstream, relay exec/attach/port-forward sessions.
     Proxy(Box<proxy::Args>),
+    /// Try kubecast without a cluster: a simulated API server with a pod,
+    /// kubecast proxy in front of it recording to ./recordings, and the
+    /// kubectl line to try.
+    Demo(demo::Args),
     /// Receive recordings (upload protocols v1 and v2) and store them as .cast files.
     Recorder(recorder::Args),
 }
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Decode { capture, json } => decode::run(&capture, json),
         Command::Recorder(args) => recorder::run(args),
         Command::Proxy(args) => proxy::run(*args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,8 @@ pub enum Transport {
 impl Transport {
     pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Spdy];
 
-    fn env_value(self) -> &'static str {
+    /// What `KUBECTL_REMOTE_COMMAND_WEBSOCKETS` is set to for this transport.
+    pub fn env_value(self) -> &'static str {
         match self {
             Transport::WebSocket => "true",
             Transport::Spdy => "false",

@@ -406,18 +406,25 @@ fn authenticator(args: &Args) -> Result<auth::Authenticator, String> {
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub fn run(args: Args) -> Result<(), String> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve_then(args, |_| {}))
 }
 
-async fn serve(args: Args) -> Result<(), String> {
+/// Structured logs on stderr (one line per event).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Serves until SIGINT or SIGTERM; `on_listening` hears the bound address
+/// once the proxy accepts connections (`kubecast demo` prints it).
+pub async fn serve_then(args: Args, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
     let recording = recording_config(&args)?;
     let auth = authenticator(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -476,6 +483,7 @@ async fn serve(args: Args) -> Result<(), String> {
         rules = %recording.rules.describe(),
         "recording exec/attach sessions"
     );
+    on_listening(local);
 
     if let Some(addr) = args.metrics_listen {
         metrics::serve(addr, ctx.clone(), stop_rx.clone()).await?;
