@@ -43,6 +43,7 @@
 pub mod audit;
 mod drive;
 mod file_sink;
+pub mod kubeconfig;
 mod recording;
 mod sink;
 pub mod tls;

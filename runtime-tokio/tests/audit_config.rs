@@ -232,7 +232,7 @@ users:
     let exec = base_cfg
         .replace(", certificate-authority-data: '!!'", "")
         .replace("{token: t}", "{exec: {command: x}}");
-    assert!(err(&exec).contains("exec plugins"));
+    assert!(err(&exec).contains("exec credential plugin is not supported"));
     let ftp = base_cfg
         .replace(", certificate-authority-data: '!!'", "")
         .replace("https://example.invalid:8443/audit", "ftp://x");

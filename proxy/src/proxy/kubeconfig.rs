@@ -2,26 +2,17 @@
 //! kubeconfig (`--kubeconfig`/`--context`, `$KUBECONFIG`, `~/.kube/config`)
 //! or the in-cluster service account.
 //!
-//! The kubeconfig is read with `serde_yaml_ng`, the maintained drop-in fork
-//! of the archived `serde_yaml` (same API, same libyaml-based parser, so
-//! the YAML 1.1 that `kubectl config` writes reads as kubectl reads it).
-//! Only the fields that matter to a proxy are read; unknown ones are
-//! ignored, as client-go does.
+//! The kubeconfig is read by [`kubecast_tokio::kubeconfig`], the reader the
+//! audit webhook's config goes through too; this module decides what the
+//! proxy does with what it finds.
 
 use super::Args;
-use base64::Engine;
-use serde::Deserialize;
+use kubecast_tokio::kubeconfig;
+pub(crate) use kubecast_tokio::kubeconfig::Pem;
 use std::path::{Path, PathBuf};
 
 /// The in-cluster service account, mounted by the kubelet.
 pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// PEM bytes from a file or from a kubeconfig `*-data` field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Pem {
-    File(PathBuf),
-    Data(Vec<u8>),
-}
 
 /// A bearer token, given or read from a file (re-read as it rotates).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,70 +38,6 @@ pub(crate) struct UpstreamSettings {
     /// Credentials in the kubeconfig this proxy cannot use (exec plugins,
     /// auth providers, basic auth): an error only when credentials are needed.
     pub unsupported_credentials: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct Kubeconfig {
-    clusters: Vec<NamedCluster>,
-    contexts: Vec<NamedContext>,
-    users: Vec<NamedUser>,
-    #[serde(rename = "current-context")]
-    current_context: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedCluster {
-    name: String,
-    #[serde(default)]
-    cluster: Cluster,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct Cluster {
-    server: Option<String>,
-    certificate_authority: Option<PathBuf>,
-    certificate_authority_data: Option<String>,
-    insecure_skip_tls_verify: bool,
-    tls_server_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedContext {
-    name: String,
-    #[serde(default)]
-    context: Context,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct Context {
-    cluster: String,
-    user: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedUser {
-    name: String,
-    #[serde(default)]
-    user: User,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct User {
-    client_certificate: Option<PathBuf>,
-    client_certificate_data: Option<String>,
-    client_key: Option<PathBuf>,
-    client_key_data: Option<String>,
-    token: Option<String>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<PathBuf>,
-    exec: Option<serde_yaml_ng::Value>,
-    #[serde(rename = "auth-provider")]
-    auth_provider: Option<serde_yaml_ng::Value>,
-    username: Option<String>,
 }
 
 /// Resolves the upstream from the command line and the environment.
@@ -197,185 +124,89 @@ pub(crate) fn from_str(
     base: &Path,
     context: Option<&str>,
 ) -> Result<UpstreamSettings, String> {
-    let config: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-    let name = match context {
-        Some(name) => name.to_string(),
-        None => config
-            .current_context
-            .clone()
-            .filter(|c| !c.is_empty())
-            .ok_or("no current-context; pick one with --context")?,
+    let config = kubeconfig::from_str(text, base, context).map_err(|e| match context {
+        None if e == "no current-context" => "no current-context; pick one with --context".into(),
+        _ => e,
+    })?;
+    let unsupported = match (config.plugin, &config.basic) {
+        (Some(plugin), _) => Some(plugin.describe()),
+        (None, Some(_)) => Some("basic authentication"),
+        (None, None) => None,
     };
-    let ctx = &config
-        .contexts
-        .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| format!("context {name:?} not found"))?
-        .context;
-    let cluster = &config
-        .clusters
-        .iter()
-        .find(|c| c.name == ctx.cluster)
-        .ok_or_else(|| format!("cluster {:?} (of context {name:?}) not found", ctx.cluster))?
-        .cluster;
-    let server = cluster
-        .server
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("cluster {:?} has no server", ctx.cluster))?;
-    let user = if ctx.user.is_empty() {
-        None
-    } else {
-        Some(
-            &config
-                .users
-                .iter()
-                .find(|u| u.name == ctx.user)
-                .ok_or_else(|| format!("user {:?} (of context {name:?}) not found", ctx.user))?
-                .user,
-        )
-    };
-    let resolve_path = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            base.join(p)
-        }
-    };
-    let pem = |file: &Option<PathBuf>, data: &Option<String>, field: &str| -> Result<_, String> {
-        if let Some(data) = data.as_deref().filter(|d| !d.is_empty()) {
-            let compact: String = data.split_whitespace().collect();
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map_err(|e| format!("{field}-data: {e}"))?;
-            return Ok(Some(Pem::Data(bytes)));
-        }
-        Ok(file.as_ref().map(|p| Pem::File(resolve_path(p))))
-    };
-    let mut settings = UpstreamSettings {
-        server,
-        source: format!("kubeconfig context {name:?}"),
-        ca: pem(
-            &cluster.certificate_authority,
-            &cluster.certificate_authority_data,
-            "certificate-authority",
-        )?,
-        insecure_skip_tls_verify: cluster.insecure_skip_tls_verify,
-        tls_server_name: cluster.tls_server_name.clone().filter(|s| !s.is_empty()),
-        client_cert: None,
-        client_key: None,
-        token: None,
-        unsupported_credentials: None,
-    };
-    if let Some(user) = user {
-        settings.client_cert = pem(
-            &user.client_certificate,
-            &user.client_certificate_data,
-            "client-certificate",
-        )?;
-        settings.client_key = pem(&user.client_key, &user.client_key_data, "client-key")?;
-        if settings.client_cert.is_some() != settings.client_key.is_some() {
-            return Err(format!(
-                "user {:?}: client-certificate and client-key go together",
-                ctx.user
-            ));
-        }
-        settings.token = match (&user.token, &user.token_file) {
-            (Some(token), _) if !token.is_empty() => Some(Token::Static(token.clone())),
-            (_, Some(file)) => Some(Token::File(resolve_path(file))),
-            _ => None,
-        };
-        let unsupported = if user.exec.is_some() {
-            Some("an exec credential plugin")
-        } else if user.auth_provider.is_some() {
-            Some("an auth-provider")
-        } else if user.username.is_some() {
-            Some("basic authentication")
-        } else {
-            None
-        };
-        settings.unsupported_credentials = unsupported.map(|what| {
+    Ok(UpstreamSettings {
+        server: config.server,
+        source: format!("kubeconfig context {:?}", config.context),
+        ca: config.ca,
+        insecure_skip_tls_verify: config.insecure_skip_tls_verify,
+        tls_server_name: config.tls_server_name,
+        client_cert: config.client_cert,
+        client_key: config.client_key,
+        // tokenFile wins over token, as in client-go.
+        token: match (config.token_file, config.token) {
+            (Some(file), _) => Some(Token::File(file)),
+            (None, Some(token)) => Some(Token::Static(token)),
+            (None, None) => None,
+        },
+        unsupported_credentials: unsupported.map(|what| {
             format!(
                 "user {:?} authenticates with {what}, which kubecast does not run; \
                  give the proxy a token (token/tokenFile) or a client certificate",
-                ctx.user
+                config.user
             )
-        });
-    }
-    Ok(settings)
+        }),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CONFIG: &str = r#"
-apiVersion: v1
-kind: Config
-current-context: one
-clusters:
-- name: c1
-  cluster:
-    server: https://one.example:6443
-    certificate-authority: ca.pem
-- name: c2
-  cluster:
-    server: http://127.0.0.1:8080
-    insecure-skip-tls-verify: true
-    certificate-authority-data: LS0tLS1CRUdJTi
-      BDRVJUSUZJQ0FURS0tLS0t
-contexts:
-- name: one
-  context: {cluster: c1, user: u1, namespace: default}
-- name: two
-  context:
-    cluster: c2
-    user: u2
-users:
-- name: u1
-  user:
-    token: s3cret
-- name: u2
-  user:
-    tokenFile: /run/token
-    client-certificate: /pki/client.crt
-    client-key: key.pem
-"#;
+    /// The parsing itself is specified in `kubecast_tokio::kubeconfig`;
+    /// these say what the proxy makes of it.
+    fn settings(user: &str) -> Result<UpstreamSettings, String> {
+        let text = format!(
+            "current-context: x\n\
+             clusters: [{{name: c, cluster: {{server: 'https://h:6443', certificate-authority: ca.pem}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
+             users: [{{name: u, user: {user}}}]\n"
+        );
+        from_str(&text, Path::new("/home/k/.kube"), None)
+    }
 
     #[test]
-    fn current_context_and_relative_paths() {
-        let s = from_str(CONFIG, Path::new("/home/k/.kube"), None).unwrap();
-        assert_eq!(s.server, "https://one.example:6443");
+    fn the_context_becomes_the_upstream() {
+        let s = settings("{token: s3cret}").unwrap();
+        assert_eq!(s.server, "https://h:6443");
         assert_eq!(s.ca, Some(Pem::File(PathBuf::from("/home/k/.kube/ca.pem"))));
         assert_eq!(s.token, Some(Token::Static("s3cret".into())));
-        assert_eq!(s.client_cert, None);
+        assert_eq!(s.source, "kubeconfig context \"x\"");
     }
 
     #[test]
-    fn context_selects() {
-        let s = from_str(CONFIG, Path::new("/k"), Some("two")).unwrap();
-        assert_eq!(s.server, "http://127.0.0.1:8080");
-        assert!(s.insecure_skip_tls_verify);
-        assert_eq!(
-            s.ca,
-            Some(Pem::Data(b"-----BEGIN CERTIFICATE-----".to_vec()))
-        );
-        assert_eq!(s.token, Some(Token::File("/run/token".into())));
-        assert_eq!(s.client_key, Some(Pem::File(PathBuf::from("/k/key.pem"))));
-        let err = from_str(CONFIG, Path::new("/k"), Some("three")).unwrap_err();
-        assert!(err.contains("\"three\" not found"), "{err}");
+    fn token_file_wins_over_token_as_in_client_go() {
+        let s = settings("{token: old, tokenFile: token}").unwrap();
+        assert_eq!(s.token, Some(Token::File("/home/k/.kube/token".into())));
     }
 
     #[test]
-    fn exec_plugins_are_flagged_not_run() {
-        let text = "current-context: x\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n\
-                    contexts: [{name: x, context: {cluster: c, user: u}}]\n\
-                    users: [{name: u, user: {exec: {command: aws}}}]\n";
-        let s = from_str(text, Path::new("/"), None).unwrap();
-        assert!(s
+    fn plugins_and_basic_auth_are_flagged_not_run() {
+        let exec = settings("{exec: {command: aws}}").unwrap();
+        assert!(exec
             .unsupported_credentials
             .unwrap()
             .contains("exec credential plugin"));
+        let basic = settings("{username: admin, password: pw}").unwrap();
+        assert!(basic
+            .unsupported_credentials
+            .unwrap()
+            .contains("basic authentication"));
+        assert_eq!(settings("{}").unwrap().unsupported_credentials, None);
+    }
+
+    #[test]
+    fn no_current_context_says_how_to_pick_one() {
+        let err = from_str("clusters: []", Path::new("/"), None).unwrap_err();
+        assert!(err.contains("--context"), "{err}");
     }
 
     #[test]

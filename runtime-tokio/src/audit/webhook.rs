@@ -3,12 +3,13 @@
 //! current context's cluster (`server`, `certificate-authority[-data]`,
 //! `insecure-skip-tls-verify`, `tls-server-name`) and user (`token` /
 //! `tokenFile`, `client-certificate[-data]` + `client-key[-data]`,
-//! `username` + `password`). Relative paths are relative to the file.
+//! `username` + `password`). Relative paths are relative to the file. The
+//! file is read by [`crate::kubeconfig`], as the proxy's upstream is.
 
+use crate::kubeconfig::{self, Pem};
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,57 +60,6 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct Kubeconfig {
-    clusters: Vec<Named<Cluster>>,
-    contexts: Vec<Named<Context>>,
-    users: Vec<Named<User>>,
-    #[serde(rename = "current-context")]
-    current_context: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Named<T> {
-    name: String,
-    #[serde(alias = "cluster", alias = "context", alias = "user")]
-    value: Option<T>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct Cluster {
-    server: String,
-    certificate_authority: Option<PathBuf>,
-    certificate_authority_data: Option<String>,
-    insecure_skip_tls_verify: bool,
-    tls_server_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct Context {
-    cluster: String,
-    user: String,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct User {
-    client_certificate: Option<PathBuf>,
-    client_certificate_data: Option<String>,
-    client_key: Option<PathBuf>,
-    client_key_data: Option<String>,
-    token: Option<String>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<PathBuf>,
-    username: Option<String>,
-    password: Option<String>,
-    exec: Option<serde_yaml_ng::Value>,
-    #[serde(rename = "auth-provider")]
-    auth_provider: Option<serde_yaml_ng::Value>,
-}
-
 impl WebhookConfig {
     /// A webhook without credentials (`http://` or `https://` with the
     /// system's roots).
@@ -155,88 +105,52 @@ impl WebhookConfig {
     }
 
     fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        let config: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-        let name = &config.current_context;
-        if name.is_empty() {
-            return Err("no current-context".into());
-        }
-        let ctx = lookup(&config.contexts, "context", name, name)?;
-        let cluster = lookup(&config.clusters, "cluster", &ctx.cluster, name)?;
-        let user = match ctx.user.as_str() {
-            "" => None,
-            u => Some(lookup(&config.users, "user", u, name)?),
-        };
-        let uri =
-            parse_server(&cluster.server).map_err(|e| format!("cluster {:?}: {e}", ctx.cluster))?;
-        let path = |p: &PathBuf| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                base.join(p)
-            }
-        };
-        let pem = |file: &Option<PathBuf>, data: &Option<String>, field: &str| {
-            pem_bytes(file.as_ref().map(&path), data.as_deref(), field)
-        };
-        let ca = pem(
-            &cluster.certificate_authority,
-            &cluster.certificate_authority_data,
-            "certificate-authority",
-        )?;
-        if ca.is_some() && cluster.insecure_skip_tls_verify {
+        let config = kubeconfig::from_str(text, base, None)?;
+        let uri = parse_server(&config.server)
+            .map_err(|e| format!("cluster {:?}: {e}", config.cluster))?;
+        let who = &config.user;
+        if let Some(plugin) = config.plugin {
             return Err(format!(
-                "cluster {:?}: certificate-authority and insecure-skip-tls-verify together \
-                 are not allowed (as in kubectl)",
-                ctx.cluster
+                "user {who:?}: {} is not supported; use a token, tokenFile or a client certificate",
+                plugin.describe()
             ));
         }
-        let mut client = None;
-        let mut auth = Auth::None;
-        if let Some(u) = user {
-            let who = &ctx.user;
-            if u.exec.is_some() || u.auth_provider.is_some() {
-                return Err(format!(
-                    "user {who:?}: exec plugins and auth-providers are not supported; \
-                     use a token, tokenFile or a client certificate"
-                ));
+        let ca = config
+            .ca
+            .as_ref()
+            .map(Pem::read)
+            .transpose()
+            .map_err(|e| format!("certificate-authority {e}"))?;
+        let client = match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => {
+                let cert = cert.read().map_err(|e| format!("client-certificate {e}"))?;
+                let key = key.read().map_err(|e| format!("client-key {e}"))?;
+                Some(client_identity(&cert, &key)?)
             }
-            let cert = pem(
-                &u.client_certificate,
-                &u.client_certificate_data,
-                "client-certificate",
-            )?;
-            let key = pem(&u.client_key, &u.client_key_data, "client-key")?;
-            client = match (cert, key) {
-                (Some(c), Some(k)) => Some(client_identity(&c, &k)?),
-                (None, None) => None,
-                _ => {
-                    return Err(format!(
-                        "user {who:?}: client-certificate and client-key go together"
-                    ))
-                }
-            };
-            let token = u.token.clone().filter(|t| !t.is_empty());
-            let file = u.token_file.as_ref().map(&path);
-            if let Some(f) = &file {
-                if token.is_none() {
-                    std::fs::read_to_string(f)
-                        .map_err(|e| format!("user {who:?}: tokenFile {}: {e}", f.display()))?;
-                }
+            _ => None,
+        };
+        let auth = if config.token.is_some() || config.token_file.is_some() {
+            if let (None, Some(f)) = (&config.token, &config.token_file) {
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("user {who:?}: tokenFile {}: {e}", f.display()))?;
             }
-            if token.is_some() || file.is_some() {
-                auth = Auth::Bearer { token, file };
-            } else if let Some(name) = u.username.as_deref().filter(|n| !n.is_empty()) {
-                let pair = format!("{name}:{}", u.password.as_deref().unwrap_or(""));
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                auth = Auth::Basic(format!("Basic {encoded}"));
+            Auth::Bearer {
+                token: config.token,
+                file: config.token_file,
             }
-        }
+        } else if let Some((name, password)) = &config.basic {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+            Auth::Basic(format!("Basic {encoded}"))
+        } else {
+            Auth::None
+        };
         let tls = tls_for(
             &uri,
             ca,
-            cluster.insecure_skip_tls_verify,
+            config.insecure_skip_tls_verify,
             client,
-            cluster.tls_server_name.as_deref().filter(|s| !s.is_empty()),
+            config.tls_server_name.as_deref(),
         )?;
         Ok(WebhookConfig { uri, tls, auth })
     }
@@ -258,18 +172,6 @@ impl WebhookConfig {
     }
 }
 
-/// The entry called `want`, referred to by context `ctx`.
-fn lookup<'a, T>(list: &'a [Named<T>], what: &str, want: &str, ctx: &str) -> Result<&'a T, String> {
-    let entry = list
-        .iter()
-        .find(|n| n.name == want)
-        .ok_or_else(|| format!("{what} {want:?} (of context {ctx:?}) not found"))?;
-    entry
-        .value
-        .as_ref()
-        .ok_or_else(|| format!("{what} {want:?} has no {what} field"))
-}
-
 fn parse_server(server: &str) -> Result<hyper::Uri, String> {
     if server.is_empty() {
         return Err("no server".into());
@@ -282,26 +184,6 @@ fn parse_server(server: &str) -> Result<hyper::Uri, String> {
         _ => Err(format!(
             "server {server:?}: want http://host[:port][/path] or https://…"
         )),
-    }
-}
-
-fn pem_bytes(
-    file: Option<PathBuf>,
-    data: Option<&str>,
-    field: &str,
-) -> Result<Option<Vec<u8>>, String> {
-    if let Some(data) = data.filter(|d| !d.is_empty()) {
-        let compact: String = data.split_whitespace().collect();
-        return base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map(Some)
-            .map_err(|e| format!("{field}-data: not base64: {e}"));
-    }
-    match file {
-        Some(f) => std::fs::read(&f)
-            .map(Some)
-            .map_err(|e| format!("{field} {}: {e}", f.display())),
-        None => Ok(None),
     }
 }
 
