@@ -5,36 +5,33 @@
 //! SPDY), and checks that each session was recorded as a playable cast and
 //! that SIGTERM stops the demo cleanly.
 
-use kubecast_tests::kubectl::{kubectl_or_skip, Kubectl, TempDir, Transport};
+use kubecast_tests::kubectl::{kubectl_or_skip, Kubectl, Transport};
+use kubecast_tests::process::{LoggedProcess, PROCESS_STEP};
+use kubecast_tests::scratch::TempDir;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 struct Demo {
-    child: Child,
+    process: LoggedProcess,
     /// The banner's command lines, e.g. `kubectl --kubeconfig=/dev/null
     /// --server=http://127.0.0.1:PORT exec demo -- echo hello from the pod`.
     commands: Vec<Vec<String>>,
     server: String,
-    recordings: PathBuf,
-    _home: TempDir,
+    home: TempDir,
 }
 
 impl Demo {
     fn start() -> Demo {
         let home = TempDir::new("kubecast-demo").unwrap();
-        let recordings = home.path().join("recordings");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubecast"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubecast"));
+        command
             .args(["demo", "--listen", "127.0.0.1:0"])
             .current_dir(home.path())
             .env("HOME", home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kubecast demo");
-        let stdout = child.stdout.take().unwrap();
+            .stdout(Stdio::piped());
+        let mut process = LoggedProcess::spawn("demo", command);
+        let stdout = process.child_mut().stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut commands = Vec::new();
@@ -50,19 +47,18 @@ impl Demo {
             }
         });
         let commands: Vec<Vec<String>> = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the demo prints its banner");
+            .recv_timeout(PROCESS_STEP)
+            .unwrap_or_else(|_| panic!("no banner from the demo:\n{}", process.log_text()));
         let server = commands[0]
             .iter()
             .find_map(|word| word.strip_prefix("--server="))
             .expect("the banner names the server")
             .to_owned();
         Demo {
-            child,
+            process,
             commands,
             server,
-            recordings,
-            _home: home,
+            home,
         }
     }
 
@@ -76,24 +72,12 @@ impl Demo {
         line[1..].to_vec()
     }
 
-    /// SIGTERM; the demo must exit 0. (Keeps the home directory alive.)
-    fn stop(&mut self) -> &Path {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the demo did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+    /// SIGTERM: the demo must exit 0. Returns the recordings directory.
+    async fn stop(&mut self) -> PathBuf {
+        self.process.signal("TERM");
+        let exit = self.process.wait_exit(PROCESS_STEP).await;
         assert!(exit.success(), "the demo exits 0 on SIGTERM: {exit:?}");
-        &self.recordings
+        self.home.join("recordings")
     }
 }
 
@@ -162,8 +146,8 @@ async fn the_printed_commands_work_and_are_recorded(transport: Transport) {
     shell.type_text("exit 0\r").await;
     assert_eq!(shell.wait().await.code, Some(0));
 
-    let recordings = demo.stop();
-    let casts = casts(recordings);
+    let recordings = demo.stop().await;
+    let casts = casts(&recordings);
     assert_eq!(casts.len(), 2, "one cast per session");
     let (echo_header, echo_events) = casts
         .iter()

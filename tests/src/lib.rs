@@ -7,12 +7,16 @@
 //!   under a pseudo-terminal driven by `tests/scripts/pty_run.py`.
 //! - [`capture`]: a TCP relay that records upgraded exec/attach connections
 //!   in the core's capture format.
+//! - [`process`]: `kubecast` subcommands as child processes, their logs
+//!   kept; [`scratch`]: throwaway directories.
 //! - [`fixtures`]: the sessions captured in `tests/fixtures/` and how to
 //!   record them again.
 
 pub mod capture;
 pub mod fixtures;
 pub mod kubectl;
+pub mod process;
+pub mod scratch;
 /// The simulated kube-apiserver lives in the `kubecast` crate (it also
 /// serves `kubecast demo`); the tests know it by its old name.
 pub use kubecast::sim as upstream;
