@@ -353,10 +353,11 @@ Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
         assert!(!end.iter().any(|o| matches!(o, RecordingOutput::Close(_))));
     }
 
-    #[test]
-    fn fail_closed_ends_the_session_when_no_recorder_takes_it() {
+    /// A recording under `policy` whose only recorder refuses the
+    /// connection; returns it and what it said about that.
+    fn no_recorder_takes_it(policy: Policy) -> (Recording, Vec<RecordingOutput>) {
         let now = t0();
-        let mut r = recording(now, Policy::FailClosed, 1 << 20);
+        let mut r = recording(now, policy, 1 << 20);
         let RecordingOutput::Upload(UploadOutput::Connect { attempt, .. }) =
             drain(&mut r).remove(0)
         else {
@@ -369,6 +370,12 @@ Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
         assert!(outputs
             .iter()
             .any(|o| matches!(o, RecordingOutput::Upload(UploadOutput::Failed(_)))));
+        (r, outputs)
+    }
+
+    #[test]
+    fn fail_closed_ends_the_session_when_no_recorder_takes_it() {
+        let (r, outputs) = no_recorder_takes_it(Policy::FailClosed);
         assert!(
             matches!(outputs.last(), Some(RecordingOutput::Close(CloseReason::RecordingFailed(f))) if !f.attempts.is_empty())
         );
@@ -378,19 +385,7 @@ Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
     #[test]
     fn fail_open_reports_the_loss_and_goes_on() {
         let now = t0();
-        let mut r = recording(now, Policy::FailOpen, 1 << 20);
-        let RecordingOutput::Upload(UploadOutput::Connect { attempt, .. }) =
-            drain(&mut r).remove(0)
-        else {
-            panic!("expected Connect");
-        };
-        r.handle_upload(now, |u| {
-            u.handle_connect_failed(now, attempt, "connection refused")
-        });
-        let outputs = drain(&mut r);
-        assert!(outputs
-            .iter()
-            .any(|o| matches!(o, RecordingOutput::Upload(UploadOutput::Failed(_)))));
+        let (mut r, outputs) = no_recorder_takes_it(Policy::FailOpen);
         assert!(!outputs
             .iter()
             .any(|o| matches!(o, RecordingOutput::Close(_))));
