@@ -13,7 +13,8 @@
 //! shutdown) is shared with `kubecast recorder` in [`crate::net`].
 //!
 //! - [`rules`]: the recording rules (`--config`, YAML) and the flags that
-//!   make their default; [`record`]: the recording handler.
+//!   make their default; [`record`]: the recording handler; [`offers`]:
+//!   which offered protocol versions can be recorded.
 //!
 //! Recording: the recording flags and rules are parsed and validated into
 //! [`RecordingConfig`] at startup; exec/attach upgrades go to the handler
@@ -26,6 +27,7 @@ mod auth;
 mod forward;
 mod kubeconfig;
 mod metrics;
+mod offers;
 mod record;
 mod rules;
 mod status;

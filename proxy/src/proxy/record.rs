@@ -5,7 +5,10 @@
 //! 1. [`UpgradeHandler::admit`] (before the request goes upstream): the
 //!    rules decide for this caller, namespace and pod ([`Rules::decide`]).
 //!    `record: false` → raw relay. A request the core cannot parse → 403
-//!    when enforced, else a raw relay with a warning. With recorders the
+//!    when enforced, else a raw relay with a warning. The protocol offer
+//!    is checked ([`super::offers`]): only the recordable versions go
+//!    upstream; none recordable → 403 when enforced, else a raw relay
+//!    with a warning. With recorders the
 //!    core `Recording` is created (its upload dials at once); enforced
 //!    (fail-closed) it is awaited ([`start_recording`]) and a failure is a
 //!    403 naming every attempt — nothing ran in the container. Fail-open
@@ -19,6 +22,7 @@
 //!    an upload that never got cast bytes stores nothing at the recorder).
 
 use super::auth::Caller;
+use super::offers::{self, Offer};
 use super::rules::{Decision, Rules, Subject};
 use super::status::Refusal;
 use super::upgrade::{BoxFuture, RawRelay, UpgradeHandler, UpgradeSession, UpgradedConnection};
@@ -28,6 +32,7 @@ use crate::recorder::store::{self, HeaderInfo};
 use bytes::Bytes;
 use hyper::header::HeaderName;
 use hyper::StatusCode;
+use kubecast_core::handshake::UpgradeRequest;
 use kubecast_core::recording::{Policy, Recording};
 use kubecast_core::session::{Session, SessionConfig, SessionEvent, SessionMeta};
 use kubecast_core::upload::UploadConfig;
@@ -84,6 +89,8 @@ struct RecordedSession {
     id: String,
     decision: Decision,
     target: Target,
+    /// The recordable part of the client's offer, when it offered more.
+    upstream_offers: Option<Vec<String>>,
 }
 
 impl UpgradeHandler for RecordingHandler {
@@ -122,16 +129,24 @@ impl RecordingHandler {
         if !decision.record {
             return Ok(Box::new(RawRelay));
         }
-        if let Err(e) = &info.parsed {
-            if decision.enforce {
-                return Err(Refusal::forbidden(format!(
-                    "{MUST}, but kubecast cannot decode this request ({e}); refused"
-                )));
+        let request = match &info.parsed {
+            Ok(request) => request,
+            Err(e) => {
+                if decision.enforce {
+                    return Err(Refusal::forbidden(format!(
+                        "{MUST}, but kubecast cannot decode this request ({e}); refused"
+                    )));
+                }
+                tracing::warn!(user = %info.caller, peer = %info.peer, error = %e,
+                    "exec/attach request the recorder cannot decode: relayed unrecorded (fail-open)");
+                return Ok(Box::new(RawRelay));
             }
-            tracing::warn!(user = %info.caller, peer = %info.peer, error = %e,
-                "exec/attach request the recorder cannot decode: relayed unrecorded (fail-open)");
-            return Ok(Box::new(RawRelay));
-        }
+        };
+        let upstream_offers = match check_offer(info, request, decision.enforce)? {
+            Offer::Decodable => None,
+            Offer::Partly { keep, .. } => Some(keep),
+            Offer::Undecodable => return Ok(Box::new(RawRelay)),
+        };
 
         let id = session_id();
         let started = SystemTime::now()
@@ -216,8 +231,46 @@ impl RecordingHandler {
             id,
             decision,
             target,
+            upstream_offers,
         }))
     }
+}
+
+/// Checks the client's protocol offer before anything goes upstream
+/// ([`Offer::check`]), logs and counts what it means, and refuses the
+/// session when it is enforced and nothing offered can be recorded.
+fn check_offer(
+    info: &UpgradeRequestInfo,
+    request: &UpgradeRequest,
+    enforce: bool,
+) -> Result<Offer, Refusal> {
+    let offered = offers::describe(request.protocol, &request.offered);
+    let offer = Offer::check(request);
+    match &offer {
+        Offer::Decodable => {}
+        Offer::Partly { dropped, .. } => {
+            super::metrics::undecodable_offer("narrowed");
+            tracing::info!(user = %info.caller, peer = %info.peer, offered = %offered,
+                dropped = ?dropped, "offering upstream only the protocol versions that can be recorded");
+        }
+        Offer::Undecodable => {
+            let supported = offers::supported(request.protocol).join(", ");
+            if enforce {
+                super::metrics::undecodable_offer("refused");
+                tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                    "session refused: no offered protocol version can be recorded (fail-closed)");
+                return Err(Refusal::forbidden(format!(
+                    "{MUST}, but kubecast cannot record any protocol version this client offered \
+                     ({offered}; it records {supported}), so it was refused before anything ran"
+                )));
+            }
+            super::metrics::undecodable_offer("relayed");
+            tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                supported = %supported,
+                "no offered protocol version can be recorded: relayed unrecorded (fail-open)");
+        }
+    }
+    Ok(offer)
 }
 
 impl UpgradeSession for RecordedSession {
@@ -227,6 +280,10 @@ impl UpgradeSession for RecordedSession {
 
     fn recorded(&self) -> bool {
         true
+    }
+
+    fn upstream_offers(&self) -> Option<&[String]> {
+        self.upstream_offers.as_deref()
     }
 
     fn not_upgraded(self: Box<Self>, status: StatusCode) {
@@ -250,6 +307,7 @@ impl RecordedSession {
             id,
             decision,
             target,
+            upstream_offers: _,
         } = self;
         let options = DriveOptions {
             preamble: Preamble {
