@@ -13,6 +13,7 @@
 //! | `kubecast_proxy_recorder_failures_total` | `reason` | failed upload attempts, by why |
 //! | `kubecast_proxy_recorded_bytes_total` | | cast bytes produced by ended recorded sessions |
 //! | `kubecast_proxy_active_sessions` | | upgraded connections open now (exec, attach, port-forward, other) |
+//! | `kubecast_proxy_token_reviews_total` | `result` | TokenReviews sent in noauth mode (cache misses): `authenticated`, `unauthenticated`, `forbidden`, `failed` |
 //! | `kubecast_proxy_undecodable_offers_total` | `action` | exec/attach requests offering protocol versions the core cannot record: `narrowed` (only the recordable ones went upstream), `refused` (none recordable, fail-closed), `relayed` (none recordable, fail-open: unrecorded) |
 //!
 //! `/healthz`: 200 while the process serves. `/readyz`: 200 when the proxy
@@ -67,6 +68,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: &'static str,
 }
@@ -82,6 +88,7 @@ pub struct Metrics {
     recorded_bytes: Counter,
     active_sessions: Gauge,
     undecodable_offers: Family<ActionLabels, Counter>,
+    token_reviews: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -95,6 +102,7 @@ impl Metrics {
             recorded_bytes: Counter::default(),
             active_sessions: Gauge::default(),
             undecodable_offers: Family::default(),
+            token_reviews: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +139,11 @@ impl Metrics {
             "undecodable_offers",
             "Exec/attach requests offering protocol versions that cannot be recorded, by what was done",
             m.undecodable_offers.clone(),
+        );
+        registry.register(
+            "token_reviews",
+            "TokenReviews sent in noauth mode, by result",
+            m.token_reviews.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -242,6 +255,14 @@ pub(crate) fn undecodable_offer(action: &'static str) {
     get()
         .undecodable_offers
         .get_or_create(&ActionLabels { action })
+        .inc();
+}
+
+/// Counts a TokenReview sent (noauth mode), by its result.
+pub(crate) fn token_review(result: &'static str) {
+    get()
+        .token_reviews
+        .get_or_create(&ResultLabels { result })
         .inc();
 }
 
@@ -403,6 +424,7 @@ mod tests {
         attempt_failed(&AttemptError::Connect("refused".into()));
         recorded_bytes(42);
         undecodable_offer("narrowed");
+        token_review("forbidden");
         let text = get().encode(3);
         for line in [
             r#"kubecast_proxy_requests_total{kind="exec",code="1xx"} "#,
@@ -412,6 +434,7 @@ mod tests {
             "kubecast_proxy_recorded_bytes_total ",
             "kubecast_proxy_active_sessions 3",
             r#"kubecast_proxy_undecodable_offers_total{action="narrowed"} "#,
+            r#"kubecast_proxy_token_reviews_total{result="forbidden"} "#,
             "# EOF",
         ] {
             assert!(text.contains(line), "{line:?} in:\n{text}");

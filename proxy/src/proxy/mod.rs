@@ -3,7 +3,8 @@
 //! - [`kubeconfig`]: where the upstream is (`--upstream`, a kubeconfig, the
 //!   in-cluster service account) and [`upstream`]: the hyper clients and
 //!   the proxy's own credentials.
-//! - [`auth`]: `noauth` / `token` / `x509`, impersonation headers.
+//! - [`auth`]: `noauth` / `token` / `x509`, impersonation headers;
+//!   [`review`]: in noauth mode, who a bearer token belongs to (TokenReview).
 //! - [`forward`]: ordinary requests, streamed both ways.
 //! - [`upgrade`]: exec/attach/port-forward upgrades, the [`UpgradeHandler`]
 //!   hook point where recording plugs in, and re-serialisable raw heads.
@@ -29,6 +30,7 @@ mod kubeconfig;
 mod metrics;
 mod offers;
 mod record;
+mod review;
 mod rules;
 mod status;
 mod upgrade;
@@ -88,7 +90,8 @@ pub struct Args {
     #[arg(long, requires = "upstream")]
     pub upstream_ca: Option<PathBuf>,
     /// File with the bearer token the proxy presents upstream (re-read
-    /// every minute; used in token/x509 mode).
+    /// every minute; token/x509 mode: with every request; noauth: only for
+    /// TokenReviews of callers' tokens).
     #[arg(long, requires = "upstream")]
     pub upstream_token_file: Option<PathBuf>,
     /// Do not verify the --upstream server's certificate (testing only).
@@ -232,6 +235,8 @@ pub(crate) struct Ctx {
     pub active_sessions: watch::Sender<usize>,
     /// Audit events (`None` without `--audit-webhook-config-file`).
     pub audit: Option<Arc<audit::Auditor>>,
+    /// noauth mode with credentials of the proxy's own: TokenReviews.
+    pub reviewer: Option<review::TokenReviewer>,
 }
 
 /// One client connection.
@@ -288,9 +293,18 @@ async fn handle(
     let method = req.method().clone();
     let kind = metrics::request_kind(&req);
     let path = req.uri().path().to_string();
-    let authenticated = ctx
+    let authenticated = match ctx
         .auth
-        .authenticate(req.headers(), conn.cert_user.as_ref());
+        .authenticate(req.headers(), conn.cert_user.as_ref())
+    {
+        Ok(auth::Caller::Passthrough(None)) => match &ctx.reviewer {
+            Some(reviewer) => Ok(auth::Caller::Passthrough(
+                reviewer.user(req.headers()).await,
+            )),
+            None => Ok(auth::Caller::Passthrough(None)),
+        },
+        other => other,
+    };
     let who = authenticated.as_ref().map_err(|(_, u)| u.as_deref());
     let audit = match audit::RequestAudit::begin(&ctx, &conn, &mut req, who).await {
         Ok(audit) => audit,
@@ -460,6 +474,10 @@ async fn serve(args: Args) -> Result<(), String> {
         abort: abort_rx,
         active_sessions: watch::Sender::new(0),
         audit: audit::Auditor::start(&args.audit)?,
+        reviewer: match args.auth {
+            AuthMode::Noauth => review::TokenReviewer::new(&settings, args.connect_timeout),
+            _ => None,
+        },
     });
     let connections = Arc::new(watch::Sender::new(0usize));
     tracing::info!(

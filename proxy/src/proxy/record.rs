@@ -21,7 +21,6 @@
 //! 3. [`UpgradeSession::not_upgraded`]: the recording is dropped (no cast;
 //!    an upload that never got cast bytes stores nothing at the recorder).
 
-use super::auth::Caller;
 use super::offers::{self, Offer};
 use super::rules::{Decision, Rules, Subject};
 use super::status::Refusal;
@@ -107,15 +106,16 @@ impl RecordingHandler {
         &self,
         info: &UpgradeRequestInfo,
     ) -> Result<Box<dyn UpgradeSession>, Refusal> {
-        let (user, uid, groups) = match &info.caller {
-            Caller::User(u) => (
+        // noauth without a TokenReview: the caller's own credentials went
+        // upstream; who it is the proxy does not know, and the header says
+        // so by omission.
+        let (user, uid, groups) = match info.caller.user() {
+            Some(u) => (
                 Some(u.name.clone()),
                 Some(u.uid.clone()).filter(|uid| !uid.is_empty()),
                 u.groups.clone(),
             ),
-            // noauth: the caller's own credentials went upstream; who it is
-            // the proxy does not know, and the header says so by omission.
-            Caller::Passthrough => (None, None, Vec::new()),
+            None => (None, None, Vec::new()),
         };
         let parsed = info.parsed.as_ref().ok();
         let namespace = parsed.and_then(|r| r.namespace.clone());
