@@ -36,9 +36,9 @@ use kubecast_core::recording::{Policy, Recording};
 use kubecast_core::session::{Session, SessionConfig, SessionEvent, SessionMeta};
 use kubecast_core::upload::UploadConfig;
 use kubecast_tokio::{
-    drive_recording_until, drive_until, start_recording, DriveError, DriveOptions, DriveSummary,
-    FileSink, OnSinkError, Preamble, RecordingHandle, SessionSink, SinkError, UploadEvent,
-    UploadTls,
+    drive_recording_until, drive_until, start_recording, DriveError, DriveErrorKind, DriveOptions,
+    DriveSummary, FileSink, OnSinkError, Preamble, RecordingHandle, SessionSink, SinkError,
+    UploadEvent, UploadTls,
 };
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -445,6 +445,11 @@ fn log_end(
 ) {
     let (summary, outcome) = match result {
         Ok(summary) => (summary, "closed".to_string()),
+        // The shutdown grace period ran out (as the raw relay says it).
+        Err(DriveError {
+            kind: DriveErrorKind::Stopped,
+            summary,
+        }) => (*summary, "cut at shutdown".to_string()),
         Err(e) => (*e.summary, e.kind.to_string()),
     };
     let parsed = info.parsed.as_ref().ok();
