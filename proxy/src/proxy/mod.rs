@@ -18,9 +18,9 @@
 //!   which offered protocol versions can be recorded.
 //!
 //! Recording: the recording flags and rules are parsed and validated into
-//! [`RecordingConfig`] at startup; exec/attach upgrades go to the handler
-//! [`session_handler`] returns ([`record::RecordingHandler`]), which records
-//! each session to a recorder or the local directory, refuses it
+//! [`RecordingConfig`] at startup (and again on SIGHUP, [`reload_on_hangup`]);
+//! exec/attach upgrades go to the [`record::RecordingHandler`], which
+//! records each session to a recorder or the local directory, refuses it
 //! (fail-closed) or relays it unrecorded, as the rules say.
 
 mod audit;
@@ -212,12 +212,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
-}
-
-/// The handler exec/attach upgrades go to: records them according to the
-/// rules ([`record::RecordingHandler`]).
-pub fn session_handler(recording: &RecordingConfig) -> Arc<dyn UpgradeHandler> {
-    Arc::new(record::RecordingHandler::new(recording))
 }
 
 /// What every request handler shares.
@@ -420,6 +414,39 @@ fn authenticator(args: &Args) -> Result<auth::Authenticator, String> {
     })
 }
 
+/// On SIGHUP, reads `--config` again (and the files it names): the
+/// sessions admitted from then on use the new rules; a file that does not
+/// parse or validate is logged and the previous rules stay.
+fn reload_on_hangup(args: Arc<Args>, handler: Arc<record::RecordingHandler>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(file) = &args.config else {
+                tracing::info!("SIGHUP: no --config to reload; the flags stay as they are");
+                continue;
+            };
+            match recording_config(&args) {
+                Ok(config) => {
+                    handler.reload(&config);
+                    tracing::info!(
+                        rules_file = %file.display(),
+                        rules = %config.rules.describe(),
+                        "SIGHUP: recording rules reloaded"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    rules_file = %file.display(),
+                    error = %e,
+                    "SIGHUP: the rules file is invalid; keeping the previous rules"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Runs the proxy until SIGINT or SIGTERM.
 pub fn run(args: Args) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
@@ -434,6 +461,7 @@ pub fn run(args: Args) -> Result<(), String> {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
+    let args = Arc::new(args);
     let recording = recording_config(&args)?;
     let auth = authenticator(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -456,6 +484,8 @@ async fn serve(args: Args) -> Result<(), String> {
         );
     }
     let signals = crate::net::ShutdownSignals::install();
+    let sessions = Arc::new(record::RecordingHandler::new(&recording));
+    reload_on_hangup(args.clone(), sessions.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -469,7 +499,7 @@ async fn serve(args: Args) -> Result<(), String> {
         upstream,
         auth,
         auth_mode: args.auth,
-        sessions: session_handler(&recording),
+        sessions: sessions.clone(),
         header_timeout: args.header_timeout,
         abort: abort_rx,
         active_sessions: watch::Sender::new(0),

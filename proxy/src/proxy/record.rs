@@ -45,11 +45,20 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Records exec/attach sessions according to the rules.
 #[derive(Debug)]
 pub struct RecordingHandler {
+    /// Replaced as a whole by [`RecordingHandler::reload`]; each admission
+    /// uses the settings current when it started.
+    settings: RwLock<Arc<Settings>>,
+}
+
+/// What the handler decides with.
+#[derive(Debug)]
+struct Settings {
     rules: Rules,
     dir: PathBuf,
     ack_timeout: std::time::Duration,
@@ -57,15 +66,37 @@ pub struct RecordingHandler {
     tls: UploadTls,
 }
 
-impl RecordingHandler {
-    pub fn new(config: &RecordingConfig) -> RecordingHandler {
-        RecordingHandler {
+impl Settings {
+    fn of(config: &RecordingConfig) -> Settings {
+        Settings {
             rules: config.rules.clone(),
             dir: config.recordings_dir.clone(),
             ack_timeout: config.ack_timeout,
             token: config.recorder_token.as_ref().map(|t| t.0.clone()),
             tls: config.recorder_tls.clone(),
         }
+    }
+}
+
+impl RecordingHandler {
+    pub fn new(config: &RecordingConfig) -> RecordingHandler {
+        RecordingHandler {
+            settings: RwLock::new(Arc::new(Settings::of(config))),
+        }
+    }
+
+    /// Uses `config` for the sessions admitted from now on (SIGHUP); the
+    /// running ones keep the decision they were admitted with.
+    pub fn reload(&self, config: &RecordingConfig) {
+        let fresh = Arc::new(Settings::of(config));
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -106,6 +137,7 @@ impl RecordingHandler {
         &self,
         info: &UpgradeRequestInfo,
     ) -> Result<Box<dyn UpgradeSession>, Refusal> {
+        let settings = self.settings();
         // noauth without a TokenReview: the caller's own credentials went
         // upstream; who it is the proxy does not know, and the header says
         // so by omission.
@@ -120,7 +152,7 @@ impl RecordingHandler {
         let parsed = info.parsed.as_ref().ok();
         let namespace = parsed.and_then(|r| r.namespace.clone());
         let pod = parsed.and_then(|r| r.pod.clone());
-        let decision = self.rules.decide(&Subject {
+        let decision = settings.rules.decide(&Subject {
             user: user.as_deref(),
             groups: &groups,
             namespace: namespace.as_deref().unwrap_or(""),
@@ -161,14 +193,14 @@ impl RecordingHandler {
             term: None,
         };
         let config = SessionConfig {
-            cluster: self.rules.cluster.clone(),
+            cluster: settings.rules.cluster.clone(),
             record_stdin: decision.record_stdin,
             ..Default::default()
         };
 
         let target = if decision.recorders.is_empty() {
-            if let Err(e) = writable(&self.dir).await {
-                let why = format!("{}: {e}", self.dir.display());
+            if let Err(e) = writable(&settings.dir).await {
+                let why = format!("{}: {e}", settings.dir.display());
                 if decision.enforce {
                     tracing::warn!(session = %id, user = %info.caller, error = %why,
                         "session refused: the recordings directory is not writable");
@@ -191,13 +223,13 @@ impl RecordingHandler {
             );
             Target::File {
                 session: Box::new(Session::new(config, meta)),
-                sink: Box::new(FileSink::new(&self.dir, &stem)),
+                sink: Box::new(FileSink::new(&settings.dir, &stem)),
             }
         } else {
             let mut upload = UploadConfig::with_recorders(&decision.recorders)
                 .map_err(|e| Refusal::internal(format!("kubecast proxy: recorders: {e}")))?;
-            upload.ack_window = self.ack_timeout;
-            upload.token = self.token.clone();
+            upload.ack_window = settings.ack_timeout;
+            upload.token = settings.token.clone();
             upload
                 .headers
                 .push(("x-kubecast-session".into(), id.clone()));
@@ -209,7 +241,7 @@ impl RecordingHandler {
             let recording = Recording::new(Instant::now(), config, meta, upload, policy)
                 .map_err(|e| Refusal::internal(format!("kubecast proxy: recording: {e}")))?;
             let handle = if decision.enforce {
-                start_recording(recording, self.tls.clone())
+                start_recording(recording, settings.tls.clone())
                     .await
                     .map_err(|failure| {
                         super::metrics::upload_refused(&failure);
@@ -221,7 +253,7 @@ impl RecordingHandler {
                         ))
                     })?
             } else {
-                RecordingHandle::new(recording, self.tls.clone())
+                RecordingHandle::new(recording, settings.tls.clone())
             };
             Target::Upload {
                 handle: Box::new(handle),
