@@ -7,28 +7,13 @@
 
 mod proxy_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::TestUpstream;
 use proxy_support::*;
 use tokio::net::TcpStream;
-
-/// The complete casts in `dir` (not hidden, not `_incomplete`), sorted.
-fn casts(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "cast")
-                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-        })
-        .collect();
-    found.sort();
-    found
-}
 
 /// Every line of a cast parses: a header object, then `[time, code, data]`.
 fn parse_cast(path: &Path) -> Vec<serde_json::Value> {

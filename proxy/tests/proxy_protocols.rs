@@ -9,7 +9,6 @@ mod proxy_support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use kubecast_tests::upstream::TestUpstream;
 use proxy_support::*;
@@ -220,27 +219,6 @@ async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// Waits for the one `.cast` in `dir` and returns its text.
-async fn one_cast(dir: &Path) -> String {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let casts: Vec<_> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "cast")
-                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            })
-            .collect();
-        if let [cast] = casts.as_slice() {
-            return std::fs::read_to_string(cast).unwrap();
-        }
-        assert!(Instant::now() < deadline, "one cast expected: {casts:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partly_recordable_offer_goes_upstream_narrowed_and_is_recorded() {
     for (head, header, kept, negotiated) in [
@@ -290,7 +268,9 @@ async fn a_partly_recordable_offer_goes_upstream_narrowed_and_is_recorded() {
             rest.extend(read_to_end(&mut stream).await);
             assert!(find(&rest, b"hi\n").is_some(), "{rest:?}");
             drop(stream);
-            let cast = one_cast(&dir.0).await;
+            let found = wait_for_casts(&dir.0, 1).await;
+            assert_eq!(found.len(), 1, "{found:?}");
+            let cast = std::fs::read_to_string(&found[0]).unwrap();
             assert!(cast.contains(r#""o", "hi\n""#), "{cast}");
             assert!(cast.contains("v5.channel.k8s.io"), "{cast}");
         }

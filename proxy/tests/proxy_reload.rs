@@ -5,25 +5,9 @@
 
 mod proxy_support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::TestUpstream;
 use proxy_support::*;
-
-/// The casts (not hidden) in `dir`.
-fn cast_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "cast")
-                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-        })
-        .count()
-}
 
 async fn echo(kubectl: &Kubectl) {
     let out = kubectl
@@ -44,13 +28,13 @@ async fn echo(kubectl: &Kubectl) {
 async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
     let upstream = TestUpstream::start().await;
     let dir = Scratch::new("reload");
-    let casts = dir.path("casts");
+    let casts_dir = dir.path("casts");
     let rules = dir.write(
         "rules.yaml",
         "rules:\n- pods: [\"demo\"]\n  record: false\n",
     );
     let url = upstream.url();
-    let c = path_str(&casts);
+    let c = path_str(&casts_dir);
     let proxy = Proxy::start(&[
         "--auth",
         "noauth",
@@ -70,7 +54,7 @@ async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
     proxy
         .wait_log(&["raw relay, not recorded", "pod=\"demo\""])
         .await;
-    assert_eq!(cast_count(&casts), 0);
+    assert!(casts(&casts_dir).is_empty());
 
     // New rules, then SIGHUP: recorded from now on.
     std::fs::write(&rules, "cluster: reloaded\nrules: []\n").unwrap();
@@ -78,17 +62,7 @@ async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
     proxy.wait_log(&["SIGHUP: recording rules reloaded"]).await;
     echo(&kubectl).await;
     proxy.wait_log(&["session ended (recorded)"]).await;
-    let casts_now = |n: usize| {
-        let casts = casts.clone();
-        async move {
-            let deadline = std::time::Instant::now() + STEP;
-            while cast_count(&casts) < n {
-                assert!(std::time::Instant::now() < deadline, "{n} cast(s) expected");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    casts_now(1).await;
+    wait_for_casts(&casts_dir, 1).await;
 
     // An invalid file: logged, and the reloaded rules stay.
     std::fs::write(&rules, "rules:\n- namespace: [x]\n").unwrap();
@@ -98,15 +72,15 @@ async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
         .await;
     assert!(line.contains("unknown field `namespace`"), "{line}");
     echo(&kubectl).await;
-    casts_now(2).await;
+    let found = wait_for_casts(&casts_dir, 2).await;
     let log = proxy.log_text();
     assert_eq!(
         log.matches("session ended (recorded)").count(),
         2,
         "still recorded under the reloaded rules:\n{log}"
     );
-    for cast in std::fs::read_dir(&casts).unwrap() {
-        let text = std::fs::read_to_string(cast.unwrap().path()).unwrap();
+    for cast in found {
+        let text = std::fs::read_to_string(cast).unwrap();
         let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(header["kubernetes"]["cluster"], "reloaded", "{header}");
     }

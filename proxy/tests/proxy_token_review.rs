@@ -8,7 +8,6 @@
 mod proxy_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::{ReviewedUser, TestUpstream, TokenReviews};
@@ -17,31 +16,15 @@ use proxy_support::*;
 const REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 /// The casts in `dir`, each as its lines, once `n` are there.
-async fn casts(dir: &Path, n: usize) -> Vec<Vec<String>> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let mut found: Vec<_> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "cast")
-                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            })
-            .collect();
-        if found.len() >= n {
-            found.sort();
-            return found
-                .iter()
-                .map(|p| {
-                    let text = std::fs::read_to_string(p).unwrap();
-                    text.lines().map(str::to_string).collect()
-                })
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "{n} cast(s) expected: {found:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn cast_lines(dir: &Path, n: usize) -> Vec<Vec<String>> {
+    wait_for_casts(dir, n)
+        .await
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines().map(str::to_string).collect()
+        })
+        .collect()
 }
 
 fn cast_header(lines: &[String]) -> serde_json::Value {
@@ -115,7 +98,7 @@ async fn the_cast_names_the_reviewed_user(transport: Transport) {
         return;
     };
     s.echo(transport, "alice-token").await;
-    let lines = casts(&s.pki.dir.path("casts"), 1).await.remove(0);
+    let lines = cast_lines(&s.pki.dir.path("casts"), 1).await.remove(0);
     let k8s = &cast_header(&lines)["kubernetes"];
     assert_eq!(k8s["user"], "alice", "{k8s}");
     assert_eq!(k8s["uid"], "uid-42", "{k8s}");
@@ -163,7 +146,7 @@ async fn a_refused_review_leaves_the_user_unknown(transport: Transport) {
     // name no user, and the refusal is logged once.
     s.echo(transport, "alice-token").await;
     s.echo(transport, "bob-token").await;
-    for lines in casts(&s.pki.dir.path("casts"), 2).await {
+    for lines in cast_lines(&s.pki.dir.path("casts"), 2).await {
         let k8s = &cast_header(&lines)["kubernetes"];
         assert!(k8s.get("user").is_none(), "no user: {k8s}");
     }
