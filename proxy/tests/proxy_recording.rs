@@ -9,44 +9,17 @@
 mod proxy_support;
 mod recorder_support;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::{ContainerSpec, PodSpec, SessionExit, TestUpstream, UpstreamConfig};
 use proxy_support::*;
 
-/// The `.cast` files in `dir` (not the hidden temporary ones), sorted.
-fn casts(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "cast")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 /// Waits until `dir` holds `n` casts, then a little longer to see that no
 /// other appears; returns each cast's lines.
 async fn wait_casts(dir: &Path, n: usize) -> Vec<Vec<String>> {
-    let deadline = Instant::now() + STEP;
-    while casts(dir).len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "expected {n} cast(s) in {}: {:?}",
-            dir.display(),
-            casts(dir)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_casts(dir, n).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let found = casts(dir);
     assert_eq!(found.len(), n, "{found:?}");

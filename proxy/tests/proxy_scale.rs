@@ -49,24 +49,6 @@ async fn setup(
     Some((upstream, proxy, kubectl, dir))
 }
 
-/// The finished `.cast` files in `dir` (not the hidden temporary ones).
-fn casts(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "cast")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 /// Waits (at most `timeout`) for exactly `n` finished casts; returns them.
 async fn wait_casts(dir: &Path, n: usize, timeout: Duration) -> Vec<PathBuf> {
     let deadline = Instant::now() + timeout;

@@ -48,6 +48,10 @@ pub const ANN_UNRECORDED: &str = "kubecast.io/unrecorded";
 pub const ANN_PROBLEMS: &str = "kubecast.io/recording-problems";
 /// `noauth`: the proxy does not know who the caller is.
 pub const ANN_USER_UNKNOWN: &str = "kubecast.io/user-unknown";
+/// `noauth`: the user is what the API server answered to a TokenReview of
+/// the caller's token (not impersonated: the caller's credentials went
+/// upstream).
+pub const ANN_USER_REVIEWED: &str = "kubecast.io/user-from-tokenreview";
 
 /// `--audit-webhook-mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -479,17 +483,19 @@ impl RequestAudit {
             .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
         let info = request_info(req.method().as_str(), &target);
         let mut annotations = BTreeMap::new();
+        let audit_user = |u: &super::auth::UserInfo| UserInfo {
+            username: u.name.clone(),
+            uid: u.uid.clone(),
+            groups: u.groups.clone(),
+            ..UserInfo::default()
+        };
         let (user, impersonated) = match caller {
-            Ok(Caller::User(u)) => {
-                let user = UserInfo {
-                    username: u.name.clone(),
-                    uid: u.uid.clone(),
-                    groups: u.groups.clone(),
-                    ..UserInfo::default()
-                };
-                (user.clone(), Some(user))
+            Ok(Caller::User(u)) => (audit_user(u), Some(audit_user(u))),
+            Ok(Caller::Passthrough(Some(u))) => {
+                annotations.insert(ANN_USER_REVIEWED.into(), "true".into());
+                (audit_user(u), None)
             }
-            Ok(Caller::Passthrough) => {
+            Ok(Caller::Passthrough(None)) => {
                 annotations.insert(
                     ANN_USER_UNKNOWN.into(),
                     "noauth: the caller's own credentials went upstream".into(),
@@ -505,7 +511,7 @@ impl RequestAudit {
             ),
         };
         let mut source_ips = Vec::new();
-        if matches!(caller, Ok(Caller::Passthrough)) {
+        if matches!(caller, Ok(Caller::Passthrough(_))) {
             if let Some(xff) = req
                 .headers()
                 .get("x-forwarded-for")

@@ -46,9 +46,11 @@ pub struct UserInfo {
 /// Who a request is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// `--auth noauth`: the caller's own credentials went upstream; who it
-    /// is, the proxy does not know.
-    Passthrough,
+    /// `--auth noauth`: the caller's own credentials went upstream, nothing
+    /// is impersonated. Who it is, the proxy knows only when the API server
+    /// told it in a TokenReview of the caller's bearer token
+    /// ([`super::review`]); `None` otherwise.
+    Passthrough(Option<UserInfo>),
     /// Authenticated by the proxy and impersonated upstream.
     User(UserInfo),
 }
@@ -56,9 +58,14 @@ pub enum Caller {
 impl Caller {
     /// The user name for logs (`-` when unknown).
     pub fn name(&self) -> &str {
+        self.user().map_or("-", |u| u.name.as_str())
+    }
+
+    /// The user, when known (authenticated, or reviewed in noauth mode).
+    pub fn user(&self) -> Option<&UserInfo> {
         match self {
-            Caller::Passthrough => "-",
-            Caller::User(u) => &u.name,
+            Caller::Passthrough(reviewed) => reviewed.as_ref(),
+            Caller::User(u) => Some(u),
         }
     }
 }
@@ -87,7 +94,7 @@ impl Authenticator {
         cert_user: Option<&Result<UserInfo, String>>,
     ) -> Result<Caller, (Refusal, Option<String>)> {
         let user = match self {
-            Authenticator::Noauth => return Ok(Caller::Passthrough),
+            Authenticator::Noauth => return Ok(Caller::Passthrough(None)),
             Authenticator::Token(tokens) => bearer_token(headers)
                 .and_then(|t| tokens.get(&t))
                 .cloned()
@@ -115,7 +122,7 @@ impl Authenticator {
 
 /// The bearer token of a request: `Authorization: Bearer …`, else the
 /// WebSocket bearer subprotocol.
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.trim().split_once(' ')?;
         return scheme

@@ -71,7 +71,7 @@ pub(crate) fn prepare(
     }
     let peer_ip = conn.addr.ip().to_string();
     match caller {
-        Caller::Passthrough => {
+        Caller::Passthrough(_) => {
             // The caller's own credentials go upstream; so may its own
             // X-Forwarded-For, with the peer appended.
             let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {

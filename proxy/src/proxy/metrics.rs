@@ -13,6 +13,8 @@
 //! | `kubecast_proxy_recorder_failures_total` | `reason` | failed upload attempts, by why |
 //! | `kubecast_proxy_recorded_bytes_total` | | cast bytes produced by ended recorded sessions |
 //! | `kubecast_proxy_active_sessions` | | upgraded connections open now (exec, attach, port-forward, other) |
+//! | `kubecast_proxy_token_reviews_total` | `result` | TokenReviews sent in noauth mode (cache misses): `authenticated`, `unauthenticated`, `forbidden`, `failed` |
+//! | `kubecast_proxy_undecodable_offers_total` | `action` | exec/attach requests offering protocol versions the core cannot record: `narrowed` (only the recordable ones went upstream), `refused` (none recordable, fail-closed), `relayed` (none recordable, fail-open: unrecorded) |
 //!
 //! `/healthz`: 200 while the process serves. `/readyz`: 200 when the proxy
 //! is not draining (after SIGTERM it is 503, so that a Service stops
@@ -65,6 +67,16 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
 /// The proxy's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -75,6 +87,8 @@ pub struct Metrics {
     recorder_failures: Family<ReasonLabels, Counter>,
     recorded_bytes: Counter,
     active_sessions: Gauge,
+    undecodable_offers: Family<ActionLabels, Counter>,
+    token_reviews: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -87,6 +101,8 @@ impl Metrics {
             recorder_failures: Family::default(),
             recorded_bytes: Counter::default(),
             active_sessions: Gauge::default(),
+            undecodable_offers: Family::default(),
+            token_reviews: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +134,16 @@ impl Metrics {
             "active_sessions",
             "Upgraded connections open now",
             m.active_sessions.clone(),
+        );
+        registry.register(
+            "undecodable_offers",
+            "Exec/attach requests offering protocol versions that cannot be recorded, by what was done",
+            m.undecodable_offers.clone(),
+        );
+        registry.register(
+            "token_reviews",
+            "TokenReviews sent in noauth mode, by result",
+            m.token_reviews.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -220,6 +246,23 @@ fn attempt_failed(error: &AttemptError) {
     m.recorder_attempts.inc();
     m.recorder_failures
         .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// Counts an exec/attach request whose offer held versions the core
+/// cannot record: `narrowed`, `refused` or `relayed`.
+pub(crate) fn undecodable_offer(action: &'static str) {
+    get()
+        .undecodable_offers
+        .get_or_create(&ActionLabels { action })
+        .inc();
+}
+
+/// Counts a TokenReview sent (noauth mode), by its result.
+pub(crate) fn token_review(result: &'static str) {
+    get()
+        .token_reviews
+        .get_or_create(&ResultLabels { result })
         .inc();
 }
 
@@ -380,6 +423,8 @@ mod tests {
         let _ = admitted::<(), ()>(Err(()), |_| true);
         attempt_failed(&AttemptError::Connect("refused".into()));
         recorded_bytes(42);
+        undecodable_offer("narrowed");
+        token_review("forbidden");
         let text = get().encode(3);
         for line in [
             r#"kubecast_proxy_requests_total{kind="exec",code="1xx"} "#,
@@ -388,6 +433,8 @@ mod tests {
             r#"kubecast_proxy_recorder_failures_total{reason="connect"} "#,
             "kubecast_proxy_recorded_bytes_total ",
             "kubecast_proxy_active_sessions 3",
+            r#"kubecast_proxy_undecodable_offers_total{action="narrowed"} "#,
+            r#"kubecast_proxy_token_reviews_total{result="forbidden"} "#,
             "# EOF",
         ] {
             assert!(text.contains(line), "{line:?} in:\n{text}");

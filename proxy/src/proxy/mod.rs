@@ -3,7 +3,8 @@
 //! - [`kubeconfig`]: where the upstream is (`--upstream`, a kubeconfig, the
 //!   in-cluster service account) and [`upstream`]: the hyper clients and
 //!   the proxy's own credentials.
-//! - [`auth`]: `noauth` / `token` / `x509`, impersonation headers.
+//! - [`auth`]: `noauth` / `token` / `x509`, impersonation headers;
+//!   [`review`]: in noauth mode, who a bearer token belongs to (TokenReview).
 //! - [`forward`]: ordinary requests, streamed both ways.
 //! - [`upgrade`]: exec/attach/port-forward upgrades, the [`UpgradeHandler`]
 //!   hook point where recording plugs in, and re-serialisable raw heads.
@@ -13,12 +14,13 @@
 //! shutdown) is shared with `kubecast recorder` in [`crate::net`].
 //!
 //! - [`rules`]: the recording rules (`--config`, YAML) and the flags that
-//!   make their default; [`record`]: the recording handler.
+//!   make their default; [`record`]: the recording handler; [`offers`]:
+//!   which offered protocol versions can be recorded.
 //!
 //! Recording: the recording flags and rules are parsed and validated into
-//! [`RecordingConfig`] at startup; exec/attach upgrades go to the handler
-//! [`session_handler`] returns ([`record::RecordingHandler`]), which records
-//! each session to a recorder or the local directory, refuses it
+//! [`RecordingConfig`] at startup (and again on SIGHUP, [`reload_on_hangup`]);
+//! exec/attach upgrades go to the [`record::RecordingHandler`], which
+//! records each session to a recorder or the local directory, refuses it
 //! (fail-closed) or relays it unrecorded, as the rules say.
 
 mod audit;
@@ -26,7 +28,9 @@ mod auth;
 mod forward;
 mod kubeconfig;
 mod metrics;
+mod offers;
 mod record;
+mod review;
 mod rules;
 mod status;
 mod upgrade;
@@ -86,7 +90,8 @@ pub struct Args {
     #[arg(long, requires = "upstream")]
     pub upstream_ca: Option<PathBuf>,
     /// File with the bearer token the proxy presents upstream (re-read
-    /// every minute; used in token/x509 mode).
+    /// every minute; token/x509 mode: with every request; noauth: only for
+    /// TokenReviews of callers' tokens).
     #[arg(long, requires = "upstream")]
     pub upstream_token_file: Option<PathBuf>,
     /// Do not verify the --upstream server's certificate (testing only).
@@ -209,12 +214,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The handler exec/attach upgrades go to: records them according to the
-/// rules ([`record::RecordingHandler`]).
-pub fn session_handler(recording: &RecordingConfig) -> Arc<dyn UpgradeHandler> {
-    Arc::new(record::RecordingHandler::new(recording))
-}
-
 /// What every request handler shares.
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -230,6 +229,8 @@ pub(crate) struct Ctx {
     pub active_sessions: watch::Sender<usize>,
     /// Audit events (`None` without `--audit-webhook-config-file`).
     pub audit: Option<Arc<audit::Auditor>>,
+    /// noauth mode with credentials of the proxy's own: TokenReviews.
+    pub reviewer: Option<review::TokenReviewer>,
 }
 
 /// One client connection.
@@ -286,9 +287,18 @@ async fn handle(
     let method = req.method().clone();
     let kind = metrics::request_kind(&req);
     let path = req.uri().path().to_string();
-    let authenticated = ctx
+    let authenticated = match ctx
         .auth
-        .authenticate(req.headers(), conn.cert_user.as_ref());
+        .authenticate(req.headers(), conn.cert_user.as_ref())
+    {
+        Ok(auth::Caller::Passthrough(None)) => match &ctx.reviewer {
+            Some(reviewer) => Ok(auth::Caller::Passthrough(
+                reviewer.user(req.headers()).await,
+            )),
+            None => Ok(auth::Caller::Passthrough(None)),
+        },
+        other => other,
+    };
     let who = authenticated.as_ref().map_err(|(_, u)| u.as_deref());
     let audit = match audit::RequestAudit::begin(&ctx, &conn, &mut req, who).await {
         Ok(audit) => audit,
@@ -404,6 +414,39 @@ fn authenticator(args: &Args) -> Result<auth::Authenticator, String> {
     })
 }
 
+/// On SIGHUP, reads `--config` again (and the files it names): the
+/// sessions admitted from then on use the new rules; a file that does not
+/// parse or validate is logged and the previous rules stay.
+fn reload_on_hangup(args: Arc<Args>, handler: Arc<record::RecordingHandler>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(file) = &args.config else {
+                tracing::info!("SIGHUP: no --config to reload; the flags stay as they are");
+                continue;
+            };
+            match recording_config(&args) {
+                Ok(config) => {
+                    handler.reload(&config);
+                    tracing::info!(
+                        rules_file = %file.display(),
+                        rules = %config.rules.describe(),
+                        "SIGHUP: recording rules reloaded"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    rules_file = %file.display(),
+                    error = %e,
+                    "SIGHUP: the rules file is invalid; keeping the previous rules"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Runs the proxy until SIGINT or SIGTERM.
 pub fn run(args: Args) -> Result<(), String> {
     init_logging();
@@ -425,6 +468,7 @@ pub fn init_logging() {
 /// Serves until SIGINT or SIGTERM; `on_listening` hears the bound address
 /// once the proxy accepts connections (`kubecast demo` prints it).
 pub async fn serve_then(args: Args, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let args = Arc::new(args);
     let recording = recording_config(&args)?;
     let auth = authenticator(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -447,6 +491,8 @@ pub async fn serve_then(args: Args, on_listening: impl FnOnce(SocketAddr)) -> Re
         );
     }
     let signals = crate::net::ShutdownSignals::install();
+    let sessions = Arc::new(record::RecordingHandler::new(&recording));
+    reload_on_hangup(args.clone(), sessions.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -460,11 +506,15 @@ pub async fn serve_then(args: Args, on_listening: impl FnOnce(SocketAddr)) -> Re
         upstream,
         auth,
         auth_mode: args.auth,
-        sessions: session_handler(&recording),
+        sessions: sessions.clone(),
         header_timeout: args.header_timeout,
         abort: abort_rx,
         active_sessions: watch::Sender::new(0),
         audit: audit::Auditor::start(&args.audit)?,
+        reviewer: match args.auth {
+            AuthMode::Noauth => review::TokenReviewer::new(&settings, args.connect_timeout),
+            _ => None,
+        },
     });
     let connections = Arc::new(watch::Sender::new(0usize));
     tracing::info!(

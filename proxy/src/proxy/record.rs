@@ -5,7 +5,10 @@
 //! 1. [`UpgradeHandler::admit`] (before the request goes upstream): the
 //!    rules decide for this caller, namespace and pod ([`Rules::decide`]).
 //!    `record: false` → raw relay. A request the core cannot parse → 403
-//!    when enforced, else a raw relay with a warning. With recorders the
+//!    when enforced, else a raw relay with a warning. The protocol offer
+//!    is checked ([`super::offers`]): only the recordable versions go
+//!    upstream; none recordable → 403 when enforced, else a raw relay
+//!    with a warning. With recorders the
 //!    core `Recording` is created (its upload dials at once); enforced
 //!    (fail-closed) it is awaited ([`start_recording`]) and a failure is a
 //!    403 naming every attempt — nothing ran in the container. Fail-open
@@ -18,7 +21,7 @@
 //! 3. [`UpgradeSession::not_upgraded`]: the recording is dropped (no cast;
 //!    an upload that never got cast bytes stores nothing at the recorder).
 
-use super::auth::Caller;
+use super::offers::{self, Offer};
 use super::rules::{Decision, Rules, Subject};
 use super::status::Refusal;
 use super::upgrade::{BoxFuture, RawRelay, UpgradeHandler, UpgradeSession, UpgradedConnection};
@@ -28,24 +31,34 @@ use crate::recorder::store::{self, HeaderInfo};
 use bytes::Bytes;
 use hyper::header::HeaderName;
 use hyper::StatusCode;
+use kubecast_core::handshake::UpgradeRequest;
 use kubecast_core::recording::{Policy, Recording};
 use kubecast_core::session::{Session, SessionConfig, SessionEvent, SessionMeta};
 use kubecast_core::upload::UploadConfig;
 use kubecast_tokio::{
-    drive_recording_until, drive_until, start_recording, DriveError, DriveOptions, DriveSummary,
-    FileSink, OnSinkError, Preamble, RecordingHandle, SessionSink, SinkError, UploadEvent,
-    UploadTls,
+    drive_recording_until, drive_until, start_recording, DriveError, DriveErrorKind, DriveOptions,
+    DriveSummary, FileSink, OnSinkError, Preamble, RecordingHandle, SessionSink, SinkError,
+    UploadEvent, UploadTls,
 };
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Records exec/attach sessions according to the rules.
 #[derive(Debug)]
 pub struct RecordingHandler {
+    /// Replaced as a whole by [`RecordingHandler::reload`]; each admission
+    /// uses the settings current when it started.
+    settings: RwLock<Arc<Settings>>,
+}
+
+/// What the handler decides with.
+#[derive(Debug)]
+struct Settings {
     rules: Rules,
     dir: PathBuf,
     ack_timeout: std::time::Duration,
@@ -53,15 +66,37 @@ pub struct RecordingHandler {
     tls: UploadTls,
 }
 
-impl RecordingHandler {
-    pub fn new(config: &RecordingConfig) -> RecordingHandler {
-        RecordingHandler {
+impl Settings {
+    fn of(config: &RecordingConfig) -> Settings {
+        Settings {
             rules: config.rules.clone(),
             dir: config.recordings_dir.clone(),
             ack_timeout: config.ack_timeout,
             token: config.recorder_token.as_ref().map(|t| t.0.clone()),
             tls: config.recorder_tls.clone(),
         }
+    }
+}
+
+impl RecordingHandler {
+    pub fn new(config: &RecordingConfig) -> RecordingHandler {
+        RecordingHandler {
+            settings: RwLock::new(Arc::new(Settings::of(config))),
+        }
+    }
+
+    /// Uses `config` for the sessions admitted from now on (SIGHUP); the
+    /// running ones keep the decision they were admitted with.
+    pub fn reload(&self, config: &RecordingConfig) {
+        let fresh = Arc::new(Settings::of(config));
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -84,6 +119,8 @@ struct RecordedSession {
     id: String,
     decision: Decision,
     target: Target,
+    /// The recordable part of the client's offer, when it offered more.
+    upstream_offers: Option<Vec<String>>,
 }
 
 impl UpgradeHandler for RecordingHandler {
@@ -100,20 +137,22 @@ impl RecordingHandler {
         &self,
         info: &UpgradeRequestInfo,
     ) -> Result<Box<dyn UpgradeSession>, Refusal> {
-        let (user, uid, groups) = match &info.caller {
-            Caller::User(u) => (
+        let settings = self.settings();
+        // noauth without a TokenReview: the caller's own credentials went
+        // upstream; who it is the proxy does not know, and the header says
+        // so by omission.
+        let (user, uid, groups) = match info.caller.user() {
+            Some(u) => (
                 Some(u.name.clone()),
                 Some(u.uid.clone()).filter(|uid| !uid.is_empty()),
                 u.groups.clone(),
             ),
-            // noauth: the caller's own credentials went upstream; who it is
-            // the proxy does not know, and the header says so by omission.
-            Caller::Passthrough => (None, None, Vec::new()),
+            None => (None, None, Vec::new()),
         };
         let parsed = info.parsed.as_ref().ok();
         let namespace = parsed.and_then(|r| r.namespace.clone());
         let pod = parsed.and_then(|r| r.pod.clone());
-        let decision = self.rules.decide(&Subject {
+        let decision = settings.rules.decide(&Subject {
             user: user.as_deref(),
             groups: &groups,
             namespace: namespace.as_deref().unwrap_or(""),
@@ -122,16 +161,24 @@ impl RecordingHandler {
         if !decision.record {
             return Ok(Box::new(RawRelay));
         }
-        if let Err(e) = &info.parsed {
-            if decision.enforce {
-                return Err(Refusal::forbidden(format!(
-                    "{MUST}, but kubecast cannot decode this request ({e}); refused"
-                )));
+        let request = match &info.parsed {
+            Ok(request) => request,
+            Err(e) => {
+                if decision.enforce {
+                    return Err(Refusal::forbidden(format!(
+                        "{MUST}, but kubecast cannot decode this request ({e}); refused"
+                    )));
+                }
+                tracing::warn!(user = %info.caller, peer = %info.peer, error = %e,
+                    "exec/attach request the recorder cannot decode: relayed unrecorded (fail-open)");
+                return Ok(Box::new(RawRelay));
             }
-            tracing::warn!(user = %info.caller, peer = %info.peer, error = %e,
-                "exec/attach request the recorder cannot decode: relayed unrecorded (fail-open)");
-            return Ok(Box::new(RawRelay));
-        }
+        };
+        let upstream_offers = match check_offer(info, request, decision.enforce)? {
+            Offer::Decodable => None,
+            Offer::Partly { keep, .. } => Some(keep),
+            Offer::Undecodable => return Ok(Box::new(RawRelay)),
+        };
 
         let id = session_id();
         let started = SystemTime::now()
@@ -146,14 +193,14 @@ impl RecordingHandler {
             term: None,
         };
         let config = SessionConfig {
-            cluster: self.rules.cluster.clone(),
+            cluster: settings.rules.cluster.clone(),
             record_stdin: decision.record_stdin,
             ..Default::default()
         };
 
         let target = if decision.recorders.is_empty() {
-            if let Err(e) = writable(&self.dir).await {
-                let why = format!("{}: {e}", self.dir.display());
+            if let Err(e) = writable(&settings.dir).await {
+                let why = format!("{}: {e}", settings.dir.display());
                 if decision.enforce {
                     tracing::warn!(session = %id, user = %info.caller, error = %why,
                         "session refused: the recordings directory is not writable");
@@ -176,13 +223,13 @@ impl RecordingHandler {
             );
             Target::File {
                 session: Box::new(Session::new(config, meta)),
-                sink: Box::new(FileSink::new(&self.dir, &stem)),
+                sink: Box::new(FileSink::new(&settings.dir, &stem)),
             }
         } else {
             let mut upload = UploadConfig::with_recorders(&decision.recorders)
                 .map_err(|e| Refusal::internal(format!("kubecast proxy: recorders: {e}")))?;
-            upload.ack_window = self.ack_timeout;
-            upload.token = self.token.clone();
+            upload.ack_window = settings.ack_timeout;
+            upload.token = settings.token.clone();
             upload
                 .headers
                 .push(("x-kubecast-session".into(), id.clone()));
@@ -194,7 +241,7 @@ impl RecordingHandler {
             let recording = Recording::new(Instant::now(), config, meta, upload, policy)
                 .map_err(|e| Refusal::internal(format!("kubecast proxy: recording: {e}")))?;
             let handle = if decision.enforce {
-                start_recording(recording, self.tls.clone())
+                start_recording(recording, settings.tls.clone())
                     .await
                     .map_err(|failure| {
                         super::metrics::upload_refused(&failure);
@@ -206,7 +253,7 @@ impl RecordingHandler {
                         ))
                     })?
             } else {
-                RecordingHandle::new(recording, self.tls.clone())
+                RecordingHandle::new(recording, settings.tls.clone())
             };
             Target::Upload {
                 handle: Box::new(handle),
@@ -216,8 +263,46 @@ impl RecordingHandler {
             id,
             decision,
             target,
+            upstream_offers,
         }))
     }
+}
+
+/// Checks the client's protocol offer before anything goes upstream
+/// ([`Offer::check`]), logs and counts what it means, and refuses the
+/// session when it is enforced and nothing offered can be recorded.
+fn check_offer(
+    info: &UpgradeRequestInfo,
+    request: &UpgradeRequest,
+    enforce: bool,
+) -> Result<Offer, Refusal> {
+    let offered = offers::describe(request.protocol, &request.offered);
+    let offer = Offer::check(request);
+    match &offer {
+        Offer::Decodable => {}
+        Offer::Partly { dropped, .. } => {
+            super::metrics::undecodable_offer("narrowed");
+            tracing::info!(user = %info.caller, peer = %info.peer, offered = %offered,
+                dropped = ?dropped, "offering upstream only the protocol versions that can be recorded");
+        }
+        Offer::Undecodable => {
+            let supported = offers::supported(request.protocol).join(", ");
+            if enforce {
+                super::metrics::undecodable_offer("refused");
+                tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                    "session refused: no offered protocol version can be recorded (fail-closed)");
+                return Err(Refusal::forbidden(format!(
+                    "{MUST}, but kubecast cannot record any protocol version this client offered \
+                     ({offered}; it records {supported}), so it was refused before anything ran"
+                )));
+            }
+            super::metrics::undecodable_offer("relayed");
+            tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                supported = %supported,
+                "no offered protocol version can be recorded: relayed unrecorded (fail-open)");
+        }
+    }
+    Ok(offer)
 }
 
 impl UpgradeSession for RecordedSession {
@@ -227,6 +312,10 @@ impl UpgradeSession for RecordedSession {
 
     fn recorded(&self) -> bool {
         true
+    }
+
+    fn upstream_offers(&self) -> Option<&[String]> {
+        self.upstream_offers.as_deref()
     }
 
     fn not_upgraded(self: Box<Self>, status: StatusCode) {
@@ -250,6 +339,7 @@ impl RecordedSession {
             id,
             decision,
             target,
+            upstream_offers: _,
         } = self;
         let options = DriveOptions {
             preamble: Preamble {
@@ -387,6 +477,11 @@ fn log_end(
 ) {
     let (summary, outcome) = match result {
         Ok(summary) => (summary, "closed".to_string()),
+        // The shutdown grace period ran out (as the raw relay says it).
+        Err(DriveError {
+            kind: DriveErrorKind::Stopped,
+            summary,
+        }) => (*summary, "cut at shutdown".to_string()),
         Err(e) => (*e.summary, e.kind.to_string()),
     };
     let parsed = info.parsed.as_ref().ok();

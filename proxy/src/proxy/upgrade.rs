@@ -169,7 +169,9 @@ pub struct UpgradeRequestInfo {
     /// The head as the client sent it (with its credentials).
     pub client_head: RequestHead,
     /// The head as it goes upstream (impersonation headers and the proxy's
-    /// token in token/x509 mode; origin-form target with any server prefix).
+    /// token in token/x509 mode; origin-form target with any server prefix),
+    /// before the session handler narrows the protocol offer
+    /// ([`UpgradeSession::upstream_offers`]).
     pub upstream_head: RequestHead,
     /// `kubecast_core::handshake::parse_request` of the client head.
     pub parsed: Result<UpgradeRequest, HandshakeError>,
@@ -232,6 +234,13 @@ pub trait UpgradeSession: Send + 'static {
     /// Whether this session is recorded (for the metrics).
     fn recorded(&self) -> bool {
         false
+    }
+
+    /// The protocol versions to offer upstream instead of the client's
+    /// whole offer (a subset of it, in its order): the ones the session can
+    /// decode ([`super::offers`]). `None`: the client's offer as sent.
+    fn upstream_offers(&self) -> Option<&[String]> {
+        None
     }
 }
 
@@ -390,6 +399,9 @@ pub(crate) async fn upgrade(
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
+    if let (Some(keep), Ok(request)) = (session.upstream_offers(), &info.parsed) {
+        super::offers::narrow(&mut parts.headers, request.protocol, keep);
+    }
 
     let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     let mut response = match forward::send(

@@ -1,11 +1,11 @@
-//! The HTTP side: routing, the Pod and discovery documents, and the
-//! exec/attach upgrade negotiation (hyper 1, `hyper::upgrade::on`).
+//! The HTTP side: routing, the Pod and discovery documents, TokenReviews,
+//! and the exec/attach upgrade negotiation (hyper 1, `hyper::upgrade::on`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,7 +15,10 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-use super::{json as docs, Negotiated, PodSpec, RequestRecord, SessionRecord, State, Subresource};
+use super::{
+    json as docs, Negotiated, PodSpec, RequestRecord, SessionRecord, State, Subresource,
+    TokenReviews,
+};
 
 type Body = Full<Bytes>;
 
@@ -38,6 +41,11 @@ pub(crate) const SPDY_PROTOCOLS: [&str; 4] = [
     "channel.k8s.io",
 ];
 
+/// Where TokenReviews are created.
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// Largest request body read (a TokenReview is a few hundred bytes).
+const MAX_BODY: usize = 64 * 1024;
+
 /// RFC 6455 section 1.3.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -59,8 +67,8 @@ pub(crate) async fn serve_connection(stream: TcpStream, state: Arc<State>) {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "127.0.0.1".into());
     let service = hyper::service::service_fn(move |req| {
-        let response = route(req, &state, &local);
-        async move { Ok::<_, Infallible>(response) }
+        let (state, local) = (state.clone(), local.clone());
+        async move { Ok::<_, Infallible>(route(req, &state, &local).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -68,7 +76,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, state: Arc<State>) {
         .await;
 }
 
-fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response<Body> {
+async fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -80,7 +88,11 @@ fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response<Bo
             (name.as_str().to_string(), value)
         })
         .collect();
-    let response = dispatch(req, state, local);
+    let response = if path == TOKEN_REVIEWS {
+        token_review(req, state).await
+    } else {
+        dispatch(req, state, local)
+    };
     state.log_request(RequestRecord {
         method: method.to_string(),
         path,
@@ -132,6 +144,48 @@ fn dispatch(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response
         | ["api", "v1", "namespaces", _, "pods", ..] => method_not_allowed(),
         _ => not_found("the server could not find the requested resource", None),
     }
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`, as the API server's
+/// tokenreview storage answers it: authorization first (403 when
+/// [`TokenReviews::Forbidden`]), then the body (a TokenReview with a
+/// `spec.token`, else 400), then `201 Created` with the review and its
+/// status.
+async fn token_review(req: Request<Incoming>, state: &State) -> Response<Body> {
+    if req.method() != Method::POST {
+        return method_not_allowed();
+    }
+    let table = match state.token_reviews() {
+        TokenReviews::Table(table) => table,
+        TokenReviews::Forbidden { caller } => {
+            let message = format!(
+                "tokenreviews.authentication.k8s.io is forbidden: User \"{caller}\" cannot create \
+                 resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+            );
+            let details = json!({"group": "authentication.k8s.io", "kind": "tokenreviews"});
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &docs::status_failure(403, "Forbidden", &message, Some(details)),
+            );
+        }
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return bad_request("the request body could not be read"),
+    };
+    let review: Value = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(e) => return bad_request(&format!("couldn't get version/kind; json parse error: {e}")),
+    };
+    if review["kind"] != "TokenReview" || review["apiVersion"] != "authentication.k8s.io/v1" {
+        return bad_request("not a TokenReview");
+    }
+    let token = review["spec"]["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return bad_request("token is required for TokenReview in authentication");
+    }
+    let user = table.iter().find(|(t, _)| t == token).map(|(_, u)| u);
+    json_response(StatusCode::CREATED, &docs::token_review(token, user))
 }
 
 fn find_pod<'a>(state: &'a State, ns: &str, name: &str) -> Option<&'a PodSpec> {

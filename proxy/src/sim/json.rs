@@ -1,8 +1,9 @@
-//! The JSON documents the upstream serves: version, discovery, pods, Status.
+//! The JSON documents the upstream serves: version, discovery, pods,
+//! TokenReviews, Status.
 
 use serde_json::{json, Value};
 
-use super::{PodSpec, UpstreamConfig};
+use super::{PodSpec, ReviewedUser, UpstreamConfig};
 
 /// A fixed creation time: the upstream is deterministic.
 const CREATED: &str = "2025-01-01T00:00:00Z";
@@ -155,6 +156,28 @@ pub(crate) fn pod_list(pods: &[&PodSpec]) -> Value {
         "apiVersion": "v1",
         "metadata": {"resourceVersion": "1"},
         "items": pods.iter().map(|p| pod(p)).collect::<Vec<_>>(),
+    })
+}
+
+/// The answer to a TokenReview of `token`: the review as posted (the API
+/// server returns the object it was given, `spec.token` included) with its
+/// status — `authenticated` and the user when `user` is known, else an
+/// empty user (`authenticated` is omitted when false).
+pub(crate) fn token_review(token: &str, user: Option<&ReviewedUser>) -> Value {
+    let status = match user {
+        Some(user) => json!({
+            "authenticated": true,
+            "user": {"username": user.username, "uid": user.uid, "groups": user.groups},
+            "audiences": ["https://kubernetes.default.svc.cluster.local"],
+        }),
+        None => json!({"user": {}}),
+    };
+    json!({
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": {"token": token},
+        "status": status,
     })
 }
 

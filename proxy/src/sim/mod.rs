@@ -11,6 +11,11 @@
 //! The handle records every request and every session (negotiated protocol,
 //! stdin received, resizes, exit) so tests can assert what the server saw.
 //!
+//! It also answers `authentication.k8s.io/v1` TokenReviews (`POST
+//! /apis/authentication.k8s.io/v1/tokenreviews`) from a token table, or
+//! refuses them as RBAC would ([`TokenReviews`],
+//! [`TestUpstream::set_token_reviews`]).
+//!
 //! One simplification: `kubectl attach` gets a fresh instance of the
 //! container's main process (`ContainerSpec::main`) per session rather than
 //! a process shared by every attachment.
@@ -146,6 +151,45 @@ pub enum Negotiated {
     Spdy(String),
 }
 
+/// A user the upstream's authenticator knows (`status.user` of a
+/// TokenReview).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewedUser {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl ReviewedUser {
+    pub fn new(username: &str, uid: &str, groups: &[&str]) -> Self {
+        ReviewedUser {
+            username: username.to_string(),
+            uid: uid.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+/// How the upstream answers TokenReviews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenReviews {
+    /// `201 Created` with `status.authenticated` and `status.user` for the
+    /// tokens in the table, `status.user: {}` (not authenticated) for any
+    /// other token.
+    Table(Vec<(String, ReviewedUser)>),
+    /// `403 Forbidden`, as for a caller without `create` on `tokenreviews`
+    /// (the `system:auth-delegator` ClusterRole grants it); `caller` is the
+    /// user the refusal names (who the API server took the reviewer for).
+    Forbidden { caller: String },
+}
+
+impl Default for TokenReviews {
+    /// An empty table: every token is unknown.
+    fn default() -> Self {
+        TokenReviews::Table(Vec::new())
+    }
+}
+
 /// One HTTP request the upstream served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -206,6 +250,7 @@ pub struct SessionRecord {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) config: UpstreamConfig,
+    pub(crate) token_reviews: Mutex<TokenReviews>,
     requests: Mutex<Vec<RequestRecord>>,
     sessions: Mutex<Vec<SessionRecord>>,
     finished: watch::Sender<usize>,
@@ -217,6 +262,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
+    pub(crate) fn token_reviews(&self) -> TokenReviews {
+        lock(&self.token_reviews).clone()
+    }
+
     pub(crate) fn log_request(&self, record: RequestRecord) {
         lock(&self.requests).push(record);
     }
@@ -308,6 +357,7 @@ impl TestUpstream {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             config,
+            token_reviews: Mutex::default(),
             requests: Mutex::default(),
             sessions: Mutex::default(),
             finished: watch::channel(0).0,
@@ -339,6 +389,11 @@ impl TestUpstream {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How TokenReviews are answered from now on (default: an empty table).
+    pub fn set_token_reviews(&self, reviews: TokenReviews) {
+        *lock(&self.state.token_reviews) = reviews;
     }
 
     /// Every HTTP request served so far.

@@ -171,8 +171,14 @@ impl Proxy {
 
     /// Sends SIGTERM (to this process only, by its id).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …) to this process only, by
+    /// its id.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
@@ -366,4 +372,40 @@ pub fn header_values(headers: &[(String, String)], name: &str) -> Vec<String> {
 
 pub fn path_str(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
+}
+
+/// The `.cast` files in `dir` (not the hidden temporary ones), sorted.
+pub fn casts(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "cast")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (at most [`STEP`]) until `dir` holds at least `n` casts; returns
+/// them, sorted.
+pub async fn wait_for_casts(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let found = casts(dir);
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} cast(s) in {}: {found:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
