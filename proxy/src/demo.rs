@@ -86,6 +86,7 @@ fn banner(proxy: SocketAddr, upstream: &str, recordings: &Path) -> String {
          Try (the shell knows echo, seq, size, stderr, exit, cat; Ctrl-D leaves):\n\
          \n    {kubectl} exec -it demo -- sh\n\
          \n    {kubectl} exec demo -- echo hello from the pod\n\
+         \n    {kubectl} run scratch --rm -it --image=busybox --restart=Never -- sh\n\
          \n\
          Each session is recorded to {dir}/ as an asciicast; play one with\n\
          \n    asciinema play {dir}/<file>.cast\n\

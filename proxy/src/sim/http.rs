@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -20,7 +21,12 @@ use super::{
     TokenReviews,
 };
 
-type Body = Full<Bytes>;
+/// Every response body: whole documents, or a watch's event stream.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 /// The WebSocket subprotocols served, in no particular order: the client's
 /// order decides (the first offer that is served wins).
@@ -90,6 +96,10 @@ async fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Respo
         .collect();
     let response = if path == TOKEN_REVIEWS {
         token_review(req, state).await
+    } else if let (&Method::POST, ["api", "v1", "namespaces", ns, "pods"]) =
+        (&method, segments(&path).as_slice())
+    {
+        create_pod(req, state, ns).await
     } else {
         dispatch(req, state, local)
     };
@@ -103,28 +113,43 @@ async fn route(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Respo
     response
 }
 
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
 fn dispatch(req: Request<Incoming>, state: &Arc<State>, local: &str) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let query = req.uri().query().unwrap_or("").to_string();
     let get = req.method() == Method::GET;
-    match segments.as_slice() {
+    match segments(&path).as_slice() {
         ["version"] if get => json_response(StatusCode::OK, &docs::version(&state.config)),
         ["api"] if get => json_response(StatusCode::OK, &docs::api_versions(local)),
         ["apis"] if get => json_response(StatusCode::OK, &docs::api_group_list()),
         ["api", "v1"] if get => json_response(StatusCode::OK, &docs::api_resource_list()),
         ["api", "v1", "namespaces", ns, "pods"] if get => {
-            let pods: Vec<&PodSpec> = state
-                .config
-                .pods
-                .iter()
-                .filter(|p| p.namespace == *ns)
-                .collect();
-            json_response(StatusCode::OK, &docs::pod_list(&pods))
+            let watching = query
+                .split('&')
+                .any(|pair| pair == "watch=true" || pair == "watch=1");
+            if watching {
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::TRANSFER_ENCODING, "chunked")
+                    .body(state.pods.watch(ns, &query).boxed_unsync())
+                    .unwrap_or_default()
+            } else {
+                json_response(StatusCode::OK, &state.pods.list(ns, &query))
+            }
         }
-        ["api", "v1", "namespaces", ns, "pods", name] if get => match find_pod(state, ns, name) {
-            Some(pod) => json_response(StatusCode::OK, &docs::pod(pod)),
+        ["api", "v1", "namespaces", ns, "pods", name] if get => match state.pods.get(ns, name) {
+            Some(pod) => json_response(StatusCode::OK, &docs::pod(&pod)),
             None => pod_not_found(name),
         },
+        ["api", "v1", "namespaces", ns, "pods", name] if req.method() == Method::DELETE => {
+            match state.pods.delete(ns, name) {
+                Some(pod) => json_response(StatusCode::OK, &pod),
+                None => pod_not_found(name),
+            }
+        }
         ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "attach")] => {
             if req.method() != Method::GET && req.method() != Method::POST {
                 return method_not_allowed();
@@ -188,12 +213,29 @@ async fn token_review(req: Request<Incoming>, state: &State) -> Response<Body> {
     json_response(StatusCode::CREATED, &docs::token_review(token, user))
 }
 
-fn find_pod<'a>(state: &'a State, ns: &str, name: &str) -> Option<&'a PodSpec> {
-    state
-        .config
-        .pods
-        .iter()
-        .find(|p| p.namespace == ns && p.name == name)
+/// `POST /api/v1/namespaces/{ns}/pods` (what `kubectl run` sends): `201
+/// Created` with the pod, running at once.
+async fn create_pod(req: Request<Incoming>, state: &State, ns: &str) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return bad_request("the request body could not be read"),
+    };
+    let pod: Value = match serde_json::from_slice(&body) {
+        Ok(pod) => pod,
+        Err(e) => return bad_request(&format!("couldn't get version/kind; json parse error: {e}")),
+    };
+    match state.pods.create(ns, &pod) {
+        Ok(created) => json_response(StatusCode::CREATED, &created),
+        Err((code, message)) => {
+            let reason = if code == 409 {
+                "AlreadyExists"
+            } else {
+                "Invalid"
+            };
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            json_response(status, &docs::status_failure(code, reason, &message, None))
+        }
+    }
 }
 
 /// The API server's 404 for a missing pod.
@@ -211,10 +253,10 @@ fn exec_or_attach(
     name: &str,
     subresource: Subresource,
 ) -> Response<Body> {
-    let Some(pod) = find_pod(state, ns, name) else {
+    let Some(pod) = state.pods.get(ns, name) else {
         return pod_not_found(name);
     };
-    let exec = match validate(pod, req.uri().query().unwrap_or(""), subresource) {
+    let exec = match validate(&pod, req.uri().query().unwrap_or(""), subresource) {
         Ok(exec) => exec,
         Err(message) => return bad_request(&message),
     };
@@ -490,7 +532,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .header("cache-control", "no-cache, private")
-        .body(Body::new(Bytes::from(value.to_string())))
+        .body(full(value.to_string()))
         .unwrap_or_default()
 }
 
@@ -498,7 +540,7 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Body::new(Bytes::from(format!("{text}\n"))))
+        .body(full(format!("{text}\n")))
         .unwrap_or_default()
 }
 

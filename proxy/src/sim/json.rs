@@ -54,7 +54,7 @@ pub(crate) fn api_resource_list() -> Value {
             {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
              "verbs": ["get", "list"], "shortNames": ["ns"]},
             {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
-             "verbs": ["get", "list"], "shortNames": ["po"], "categories": ["all"]},
+             "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["po"], "categories": ["all"]},
             {"name": "pods/attach", "singularName": "", "namespaced": true, "kind": "PodAttachOptions",
              "verbs": ["create", "get"]},
             {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions",
@@ -90,7 +90,9 @@ pub(crate) fn pod(pod: &PodSpec) -> Value {
             let state = if running {
                 json!({"running": {"startedAt": CREATED}})
             } else {
-                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}})
+                let code = pod.exit_code.unwrap_or(0);
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": CREATED, "finishedAt": CREATED}})
             };
             json!({
                 "name": c.name,
@@ -122,7 +124,7 @@ pub(crate) fn pod(pod: &PodSpec) -> Value {
         },
         "spec": {
             "containers": containers,
-            "restartPolicy": "Always",
+            "restartPolicy": pod.restart_policy,
             "terminationGracePeriodSeconds": 30,
             "dnsPolicy": "ClusterFirst",
             "serviceAccountName": "default",
@@ -146,16 +148,6 @@ pub(crate) fn pod(pod: &PodSpec) -> Value {
             "containerStatuses": statuses,
             "qosClass": "BestEffort",
         },
-    })
-}
-
-/// `GET /api/v1/namespaces/{ns}/pods`.
-pub(crate) fn pod_list(pods: &[&PodSpec]) -> Value {
-    json!({
-        "kind": "PodList",
-        "apiVersion": "v1",
-        "metadata": {"resourceVersion": "1"},
-        "items": pods.iter().map(|p| pod(p)).collect::<Vec<_>>(),
     })
 }
 

@@ -8,6 +8,11 @@
 //! (remotecommand v4, v3, v2 and `channel.k8s.io`, like the kubelet). The
 //! command runs in a scripted [`container`].
 //!
+//! Pods are a live table (`pods.rs`): listed (with a name field selector),
+//! watched, created and deleted, so `kubectl run -i/-it [--rm]` works end to
+//! end; a created pod with `restartPolicy: Never` terminates with its main
+//! process's exit code.
+//!
 //! The handle records every request and every session (negotiated protocol,
 //! stdin received, resizes, exit) so tests can assert what the server saw.
 //!
@@ -30,6 +35,7 @@
 pub mod container;
 mod http;
 mod json;
+mod pods;
 mod session;
 mod spdy;
 mod ws;
@@ -90,6 +96,11 @@ pub struct PodSpec {
     pub name: String,
     /// `status.phase`; kubectl refuses to exec into a pod that is not `Running`.
     pub phase: String,
+    /// `spec.restartPolicy`: with `Never` (and `OnFailure` after a failure)
+    /// the pod terminates when its main process, run by an attach, exits.
+    pub restart_policy: String,
+    /// The exit code of a terminated pod's container.
+    pub exit_code: Option<u8>,
     pub containers: Vec<ContainerSpec>,
 }
 
@@ -100,6 +111,8 @@ impl PodSpec {
             namespace: namespace.to_string(),
             name: name.to_string(),
             phase: "Running".to_string(),
+            restart_policy: "Always".to_string(),
+            exit_code: None,
             containers,
         }
     }
@@ -251,6 +264,8 @@ pub struct SessionRecord {
 pub(crate) struct State {
     pub(crate) config: UpstreamConfig,
     pub(crate) token_reviews: Mutex<TokenReviews>,
+    /// The live pods (`config.pods` at the start).
+    pub(crate) pods: Arc<pods::Pods>,
     requests: Mutex<Vec<RequestRecord>>,
     sessions: Mutex<Vec<SessionRecord>>,
     finished: watch::Sender<usize>,
@@ -305,6 +320,23 @@ impl SessionHandle {
         }
     }
 
+    /// The process ended: an attached main process ending terminates a
+    /// pod that does not restart it (what `kubectl run -i` waits for).
+    pub(crate) fn process_exited(&self, exit: &container::Exit) {
+        let container::Exit::Code(code) = exit else {
+            return;
+        };
+        let mut attached = None;
+        self.update(|r| {
+            if r.subresource == Subresource::Attach {
+                attached = Some((r.namespace.clone(), r.pod.clone()));
+            }
+        });
+        if let Some((namespace, pod)) = attached {
+            self.state.pods.main_exited(&namespace, &pod, *code);
+        }
+    }
+
     /// Marks the session finished (once) and wakes waiters.
     pub(crate) fn finish(&self, exit: SessionExit) {
         let mut newly = false;
@@ -337,6 +369,12 @@ pub struct TestUpstream {
 }
 
 impl TestUpstream {
+    /// The pods as they are now (created, terminated, deleted ones
+    /// included).
+    pub fn pods(&self) -> Vec<PodSpec> {
+        self.state.pods.all()
+    }
+
     /// Starts the default upstream ([`UpstreamConfig::default`]) on
     /// `127.0.0.1:0`.
     pub async fn start() -> TestUpstream {
@@ -356,6 +394,7 @@ impl TestUpstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            pods: Arc::new(pods::Pods::new(&config.pods)),
             config,
             token_reviews: Mutex::default(),
             requests: Mutex::default(),

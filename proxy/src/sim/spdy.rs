@@ -288,6 +288,7 @@ where
     let exit = (&mut process.exit)
         .await
         .unwrap_or_else(|_| Exit::StartFailed("the process panicked".into()));
+    conn.session.process_exited(&exit);
     let status = if version == "v4.channel.k8s.io" {
         Some(exec_status(&exit, &exec.command).to_string())
     } else {

@@ -239,6 +239,7 @@ where
     let exit = (&mut process.exit)
         .await
         .unwrap_or_else(|_| Exit::StartFailed("the process panicked".into()));
+    session.process_exited(&exit);
     let status = if protocol.status_json() {
         Some(exec_status(&exit, &exec.command).to_string())
     } else {
