@@ -11,7 +11,9 @@
 //! Pods are a live table (`pods.rs`): listed (with a name field selector),
 //! watched, created and deleted, so `kubectl run -i/-it [--rm]` works end to
 //! end; a created pod with `restartPolicy: Never` terminates with its main
-//! process's exit code.
+//! process's exit code. Pod logs are not served, so when an attached
+//! process fails `kubectl run` reports the exit code and then fails to fall
+//! back to the logs, where a real cluster would print them.
 //!
 //! The handle records every request and every session (negotiated protocol,
 //! stdin received, resizes, exit) so tests can assert what the server saw.
