@@ -8,12 +8,13 @@
 //!    when enforced, else a raw relay with a warning. The protocol offer
 //!    is checked ([`super::offers`]): only the recordable versions go
 //!    upstream; none recordable → 403 when enforced, else a raw relay
-//!    with a warning. With recorders the
-//!    core `Recording` is created (its upload dials at once); enforced
-//!    (fail-closed) it is awaited ([`start_recording`]) and a failure is a
-//!    403 naming every attempt — nothing ran in the container. Fail-open
-//!    never refuses. Locally, an enforced session is refused when the
-//!    directory cannot be written.
+//!    with a warning. With recorders the core `Recording` is created (its
+//!    upload dials at once); enforced (fail-closed) it is awaited
+//!    ([`start_recording`]) and a failure is a 403 naming every attempt —
+//!    nothing ran in the container. Fail-open never refuses. Locally, an
+//!    enforced session is refused when the directory cannot be written.
+//!    The settings (rules, recorder token and CA) are swapped whole on
+//!    SIGHUP ([`RecordingHandler::reload`]).
 //! 2. [`UpgradeSession::run`]: the raw request head and the raw 101 head
 //!    are the driver's [`Preamble`] (fed to the core, not forwarded), then
 //!    [`drive_until`] / [`drive_recording_until`] moves the bytes until both
