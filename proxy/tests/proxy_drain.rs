@@ -2,10 +2,12 @@
 //! WebSocket and SPDY: new connections are refused at once, open sessions
 //! go on for the grace period (one that ends by itself is recorded as
 //! usual), the ones still open when it runs out are ended, every recording
-//! is finished (a complete, parseable cast), and the process exits 0.
-//! Without kubectl the tests skip loudly, or fail when `CI` is set.
+//! is finished (a complete, parseable cast) — in the local directory or
+//! at a recorder — and the process exits 0. Without kubectl the tests skip
+//! loudly, or fail when `CI` is set.
 
 mod proxy_support;
+mod recorder_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -39,12 +41,18 @@ fn output(lines: &[serde_json::Value]) -> String {
         .collect()
 }
 
-async fn sigterm_drains_sessions_then_ends_them(transport: Transport) {
+/// Where the drained sessions are recorded.
+enum To {
+    Directory,
+    Recorder,
+}
+
+async fn drain(transport: Transport, to: To) {
     let upstream = TestUpstream::start().await;
     let dir = Scratch::new("drain-casts");
     let casts_dir = path_str(&dir.0);
     let url = upstream.url();
-    let mut proxy = Proxy::start(&[
+    let mut args = vec![
         "--auth",
         "noauth",
         "--upstream",
@@ -53,7 +61,16 @@ async fn sigterm_drains_sessions_then_ends_them(transport: Transport) {
         &casts_dir,
         "--shutdown-grace",
         "3s",
-    ]);
+    ];
+    let recorder = match to {
+        To::Directory => None,
+        To::Recorder => Some(recorder_support::Server::start("drain", &[])),
+    };
+    let recorder_addr = recorder.as_ref().map(|r| r.addr.to_string());
+    if let Some(addr) = &recorder_addr {
+        args.extend(["--recorder", addr]);
+    }
+    let mut proxy = Proxy::start(&args);
     let Some(kubectl) = Kubectl::for_server(&format!("drain ({transport:?})"), &proxy.http_url())
     else {
         return;
@@ -105,7 +122,10 @@ async fn sigterm_drains_sessions_then_ends_them(transport: Transport) {
     );
 
     // Both recordings are finished: two complete casts, every line valid.
-    let found = casts(&dir.0);
+    let found = match &recorder {
+        Some(recorder) => casts(&recorder.dir),
+        None => casts(&dir.0),
+    };
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
         !found
@@ -126,4 +146,15 @@ async fn sigterm_drains_sessions_then_ends_them(transport: Transport) {
     assert!(!output(cut).contains("during"), "{cut:?}");
 }
 
-kubecast_tests::over_both_transports!(sigterm_drains_sessions_then_ends_them);
+async fn sigterm_drains_local_recordings(transport: Transport) {
+    drain(transport, To::Directory).await
+}
+
+async fn sigterm_drains_uploads_to_a_recorder(transport: Transport) {
+    drain(transport, To::Recorder).await
+}
+
+kubecast_tests::over_both_transports!(
+    sigterm_drains_local_recordings,
+    sigterm_drains_uploads_to_a_recorder,
+);

@@ -171,3 +171,63 @@ kubecast_tests::over_both_transports!(
     the_cast_names_the_reviewed_user,
     a_refused_review_leaves_the_user_unknown,
 );
+
+/// The simulated API server answers TokenReviews in the real API's shape:
+/// `201 Created` with the review posted (its `spec.token` included) and
+/// its status; `400` for a review without a token.
+/// POSTs `body` to the TokenReview endpoint at `addr`; the response head
+/// and its JSON body.
+async fn post_review(addr: std::net::SocketAddr, body: String) -> (String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {REVIEWS} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = find(&raw, b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let json = serde_json::from_slice(&raw[split + 4..]).unwrap();
+    (head, json)
+}
+
+#[tokio::test]
+async fn the_simulated_api_server_answers_token_reviews_faithfully() {
+    let upstream = TestUpstream::start().await;
+    let bob = ReviewedUser::new("bob", "7", &["system:authenticated"]);
+    upstream.set_token_reviews(TokenReviews::Table(vec![("bob-token".into(), bob)]));
+    let review = |token: &str| {
+        serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        })
+        .to_string()
+    };
+
+    let (head, known) = post_review(upstream.addr(), review("bob-token")).await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert_eq!(known["kind"], "TokenReview");
+    assert_eq!(known["spec"]["token"], "bob-token");
+    assert_eq!(known["status"]["authenticated"], true);
+    assert_eq!(known["status"]["user"]["username"], "bob");
+    assert_eq!(known["status"]["user"]["uid"], "7");
+
+    let (head, unknown) = post_review(upstream.addr(), review("stranger")).await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert_eq!(unknown["status"], serde_json::json!({"user": {}}));
+
+    let (head, status) = post_review(upstream.addr(), review("")).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(
+        status["message"],
+        "token is required for TokenReview in authentication"
+    );
+}

@@ -287,18 +287,15 @@ async fn handle(
     let method = req.method().clone();
     let kind = metrics::request_kind(&req);
     let path = req.uri().path().to_string();
-    let authenticated = match ctx
+    let mut authenticated = ctx
         .auth
-        .authenticate(req.headers(), conn.cert_user.as_ref())
+        .authenticate(req.headers(), conn.cert_user.as_ref());
+    // noauth: who it is, if the API server says so.
+    if let (Ok(auth::Caller::Passthrough(unknown @ None)), Some(reviewer)) =
+        (&mut authenticated, &ctx.reviewer)
     {
-        Ok(auth::Caller::Passthrough(None)) => match &ctx.reviewer {
-            Some(reviewer) => Ok(auth::Caller::Passthrough(
-                reviewer.user(req.headers()).await,
-            )),
-            None => Ok(auth::Caller::Passthrough(None)),
-        },
-        other => other,
-    };
+        *unknown = reviewer.user(req.headers()).await;
+    }
     let who = authenticated.as_ref().map_err(|(_, u)| u.as_deref());
     let audit = match audit::RequestAudit::begin(&ctx, &conn, &mut req, who).await {
         Ok(audit) => audit,

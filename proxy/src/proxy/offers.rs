@@ -6,7 +6,7 @@
 //! `X-Stream-Protocol-Version`). If it picked one the core cannot decode,
 //! the session would be found unrecordable only after it had started in the
 //! container. So the recording handler looks at the offer at admission,
-//! before anything goes upstream ([`Offer::check`]): when every offered
+//! before anything goes upstream ([`admit`], [`Offer::check`]): when every offered
 //! version is decodable nothing changes; when only some are, just those go
 //! upstream ([`narrow`]) — the client offered them, so it speaks them, and
 //! whatever the upstream picks can be recorded; when none is, the session
@@ -17,6 +17,9 @@
 //! ([`WsProtocol::parse`], [`RemoteCommandVersion::parse`]): one source of
 //! truth with the decoders.
 
+use super::record::MUST;
+use super::status::Refusal;
+use super::upgrade::UpgradeRequestInfo;
 use hyper::header::{HeaderMap, HeaderValue};
 use kubecast_core::handshake::{
     RemoteCommandVersion, StreamProtocol, UpgradeRequest, WsProtocol, BEARER_SUBPROTOCOL_PREFIX,
@@ -135,6 +138,43 @@ pub fn narrow(headers: &mut HeaderMap, protocol: StreamProtocol, keep: &[String]
             headers.append(name, value);
         }
     }
+}
+
+/// Checks the client's protocol offer before anything goes upstream
+/// ([`Offer::check`]), logs and counts what it means, and refuses the
+/// session when it is enforced and nothing offered can be recorded.
+pub(super) fn admit(
+    info: &UpgradeRequestInfo,
+    request: &UpgradeRequest,
+    enforce: bool,
+) -> Result<Offer, Refusal> {
+    let offered = describe(request.protocol, &request.offered);
+    let offer = Offer::check(request);
+    match &offer {
+        Offer::Decodable => {}
+        Offer::Partly { dropped, .. } => {
+            super::metrics::undecodable_offer("narrowed");
+            tracing::info!(user = %info.caller, peer = %info.peer, offered = %offered,
+                dropped = ?dropped, "offering upstream only the protocol versions that can be recorded");
+        }
+        Offer::Undecodable => {
+            let supported = supported(request.protocol).join(", ");
+            if enforce {
+                super::metrics::undecodable_offer("refused");
+                tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                    "session refused: no offered protocol version can be recorded (fail-closed)");
+                return Err(Refusal::forbidden(format!(
+                    "{MUST}, but kubecast cannot record any protocol version this client offered \
+                     ({offered}; it records {supported}), so it was refused before anything ran"
+                )));
+            }
+            super::metrics::undecodable_offer("relayed");
+            tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
+                supported = %supported,
+                "no offered protocol version can be recorded: relayed unrecorded (fail-open)");
+        }
+    }
+    Ok(offer)
 }
 
 #[cfg(test)]

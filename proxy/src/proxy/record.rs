@@ -8,12 +8,13 @@
 //!    when enforced, else a raw relay with a warning. The protocol offer
 //!    is checked ([`super::offers`]): only the recordable versions go
 //!    upstream; none recordable → 403 when enforced, else a raw relay
-//!    with a warning. With recorders the
-//!    core `Recording` is created (its upload dials at once); enforced
-//!    (fail-closed) it is awaited ([`start_recording`]) and a failure is a
-//!    403 naming every attempt — nothing ran in the container. Fail-open
-//!    never refuses. Locally, an enforced session is refused when the
-//!    directory cannot be written.
+//!    with a warning. With recorders the core `Recording` is created (its
+//!    upload dials at once); enforced (fail-closed) it is awaited
+//!    ([`start_recording`]) and a failure is a 403 naming every attempt —
+//!    nothing ran in the container. Fail-open never refuses. Locally, an
+//!    enforced session is refused when the directory cannot be written.
+//!    The settings (rules, recorder token and CA) are swapped whole on
+//!    SIGHUP ([`RecordingHandler::reload`]).
 //! 2. [`UpgradeSession::run`]: the raw request head and the raw 101 head
 //!    are the driver's [`Preamble`] (fed to the core, not forwarded), then
 //!    [`drive_until`] / [`drive_recording_until`] moves the bytes until both
@@ -31,7 +32,6 @@ use crate::recorder::store::{self, HeaderInfo};
 use bytes::Bytes;
 use hyper::header::HeaderName;
 use hyper::StatusCode;
-use kubecast_core::handshake::UpgradeRequest;
 use kubecast_core::recording::{Policy, Recording};
 use kubecast_core::session::{Session, SessionConfig, SessionEvent, SessionMeta};
 use kubecast_core::upload::UploadConfig;
@@ -101,7 +101,7 @@ impl RecordingHandler {
 }
 
 /// The message of every refusal starts with this (kubectl prints it).
-const MUST: &str = "kubecast proxy: this session must be recorded";
+pub(super) const MUST: &str = "kubecast proxy: this session must be recorded";
 
 /// Where the cast goes.
 enum Target {
@@ -174,7 +174,7 @@ impl RecordingHandler {
                 return Ok(Box::new(RawRelay));
             }
         };
-        let upstream_offers = match check_offer(info, request, decision.enforce)? {
+        let upstream_offers = match offers::admit(info, request, decision.enforce)? {
             Offer::Decodable => None,
             Offer::Partly { keep, .. } => Some(keep),
             Offer::Undecodable => return Ok(Box::new(RawRelay)),
@@ -266,43 +266,6 @@ impl RecordingHandler {
             upstream_offers,
         }))
     }
-}
-
-/// Checks the client's protocol offer before anything goes upstream
-/// ([`Offer::check`]), logs and counts what it means, and refuses the
-/// session when it is enforced and nothing offered can be recorded.
-fn check_offer(
-    info: &UpgradeRequestInfo,
-    request: &UpgradeRequest,
-    enforce: bool,
-) -> Result<Offer, Refusal> {
-    let offered = offers::describe(request.protocol, &request.offered);
-    let offer = Offer::check(request);
-    match &offer {
-        Offer::Decodable => {}
-        Offer::Partly { dropped, .. } => {
-            super::metrics::undecodable_offer("narrowed");
-            tracing::info!(user = %info.caller, peer = %info.peer, offered = %offered,
-                dropped = ?dropped, "offering upstream only the protocol versions that can be recorded");
-        }
-        Offer::Undecodable => {
-            let supported = offers::supported(request.protocol).join(", ");
-            if enforce {
-                super::metrics::undecodable_offer("refused");
-                tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
-                    "session refused: no offered protocol version can be recorded (fail-closed)");
-                return Err(Refusal::forbidden(format!(
-                    "{MUST}, but kubecast cannot record any protocol version this client offered \
-                     ({offered}; it records {supported}), so it was refused before anything ran"
-                )));
-            }
-            super::metrics::undecodable_offer("relayed");
-            tracing::warn!(user = %info.caller, peer = %info.peer, offered = %offered,
-                supported = %supported,
-                "no offered protocol version can be recorded: relayed unrecorded (fail-open)");
-        }
-    }
-    Ok(offer)
 }
 
 impl UpgradeSession for RecordedSession {
