@@ -34,6 +34,7 @@
 pub mod audit;
 pub mod capture;
 pub mod cast;
+pub mod drive;
 pub mod exec;
 pub mod handshake;
 mod limits;

@@ -2,6 +2,7 @@
 
 use crate::sink::{SessionSink, SinkError};
 use bytes::Bytes;
+use kubecast_core::drive::file_name;
 use kubecast_core::session::SessionEvent;
 use std::future::{ready, Future};
 use std::io;
@@ -9,11 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
-
-/// Longest stem kept (bytes).
-const MAX_STEM: usize = 200;
-/// Collisions tried before giving up on a final name.
-const MAX_COLLISIONS: u32 = 10_000;
 
 /// Writes the cast of one session to `DIR/STEM.cast`.
 ///
@@ -48,7 +44,7 @@ impl FileSink {
     pub fn new(dir: impl Into<PathBuf>, stem: &str) -> FileSink {
         FileSink {
             dir: dir.into(),
-            stem: sanitise(stem),
+            stem: file_name::sanitise(stem),
             file: None,
             complete: false,
             failed: false,
@@ -74,9 +70,7 @@ impl FileSink {
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let opened = loop {
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                let tmp = self
-                    .dir
-                    .join(format!(".kubecast-{}-sink-{n}.partial", std::process::id()));
+                let tmp = self.dir.join(file_name::temp_name(std::process::id(), n));
                 match OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -152,21 +146,10 @@ impl SessionSink for FileSink {
     }
 }
 
-/// The final file name for `stem`, the `n`th try (0 = no counter).
-fn final_name(stem: &str, n: u32, complete: bool) -> String {
-    let counter = if n == 0 {
-        String::new()
-    } else {
-        format!("_{}", n + 1)
-    };
-    let outcome = if complete { "" } else { "_incomplete" };
-    format!("{stem}{counter}{outcome}.cast")
-}
-
 /// Gives `tmp` its final name in `dir` without replacing an existing file.
 async fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result<PathBuf> {
-    for n in 0..MAX_COLLISIONS {
-        let target = dir.join(final_name(stem, n, complete));
+    for name in file_name::final_names(stem, complete) {
+        let target = dir.join(name);
         match tokio::fs::hard_link(tmp, &target).await {
             Ok(()) => {
                 tokio::fs::remove_file(tmp).await?;
@@ -183,42 +166,5 @@ async fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result
             }
         }
     }
-    Err(io::Error::other(format!(
-        "more than {MAX_COLLISIONS} recordings named {stem}"
-    )))
-}
-
-fn sanitise(raw: &str) -> String {
-    let mut out: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@' | '+') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out = out.trim_start_matches('.').to_string();
-    out.truncate(MAX_STEM);
-    if out.is_empty() {
-        "session".into()
-    } else {
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stems_are_sanitised() {
-        assert_eq!(sanitise("../../etc/passwd"), "-..-etc-passwd");
-        assert_eq!(sanitise(".hidden"), "hidden");
-        assert_eq!(sanitise(""), "session");
-        assert_eq!(sanitise("ns_pod_alice@corp"), "ns_pod_alice@corp");
-        assert_eq!(final_name("s", 0, true), "s.cast");
-        assert_eq!(final_name("s", 1, false), "s_2_incomplete.cast");
-    }
+    Err(file_name::exhausted(stem))
 }
