@@ -9,10 +9,13 @@
 //!   in the core's capture format.
 //! - [`fixtures`]: the sessions captured in `tests/fixtures/` and how to
 //!   record them again.
+//! - [`scenarios`]: adapter scenarios written once and run on every
+//!   runtime adapter (tokio, smol, async-std).
 
 pub mod capture;
 pub mod fixtures;
 pub mod kubectl;
+pub mod scenarios;
 /// The simulated kube-apiserver lives in the `kubecast` crate (it also
 /// serves `kubecast demo`); the tests know it by its old name.
 pub use kubecast::sim as upstream;

@@ -1,7 +1,11 @@
 //! How a file sink names a session's cast: the temporary name it writes
 //! to (the pattern `kubecast recorder`'s store recovers after a crash),
 //! the sanitised stem, and the final names tried in order — never
-//! replacing an existing file. The adapters do the filesystem calls.
+//! replacing an existing file — and [`CastFile`], the sink's bookkeeping.
+//! The adapters do the filesystem calls.
+
+use crate::session::SessionEvent;
+use std::path::{Path, PathBuf};
 
 /// Longest stem kept (bytes).
 const MAX_STEM: usize = 200;
@@ -58,6 +62,85 @@ pub fn exhausted(stem: &str) -> std::io::Error {
     std::io::Error::other(format!(
         "more than {MAX_COLLISIONS} recordings named {stem}"
     ))
+}
+
+/// A file sink's state apart from the open file: where it writes, whether
+/// the recording ended properly, what was written and where it was placed.
+#[derive(Debug)]
+pub struct CastFile {
+    dir: PathBuf,
+    stem: String,
+    complete: bool,
+    failed: bool,
+    written: u64,
+    path: Option<PathBuf>,
+}
+
+impl CastFile {
+    /// For `DIR/STEM.cast`; the stem is sanitised.
+    pub fn new(dir: PathBuf, stem: &str) -> CastFile {
+        CastFile {
+            dir,
+            stem: sanitise(stem),
+            complete: false,
+            failed: false,
+            written: 0,
+            path: None,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stem(&self) -> &str {
+        &self.stem
+    }
+
+    /// The temporary file for the `n`th sink of process `pid`.
+    pub fn temp_path(&self, pid: u32, n: u64) -> PathBuf {
+        self.dir.join(temp_name(pid, n))
+    }
+
+    /// An event of the session: `RecordingFinished` makes the cast complete.
+    pub fn note_event(&mut self, event: &SessionEvent) {
+        if matches!(event, SessionEvent::RecordingFinished(_)) {
+            self.complete = true;
+        }
+    }
+
+    /// A write of `n` cast bytes succeeded (`true`) or failed.
+    pub fn note_write(&mut self, n: usize, ok: bool) {
+        if ok {
+            self.written += n as u64;
+        } else {
+            self.failed = true;
+        }
+    }
+
+    /// The final paths to try, once the file is synced (`synced`): complete
+    /// names only if the recording finished, no write failed and the sync
+    /// worked.
+    pub fn targets(&self, synced: bool) -> impl Iterator<Item = PathBuf> + '_ {
+        let complete = self.complete && !self.failed && synced;
+        final_names(&self.stem, complete).map(|name| self.dir.join(name))
+    }
+
+    /// Where the cast was placed.
+    pub fn placed(&mut self, path: PathBuf) {
+        self.path = Some(path);
+    }
+
+    /// Where the recording was placed, once finished (`None` when there
+    /// was nothing to record).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Cast bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@
 //! - [`UploadWork`], [`AttemptCommand`], [`Net`], [`SendQueue`]: what the
 //!   adapter's upload transport executes and reports.
 //! - [`file_name`]: how a file sink names its casts.
+//! - `UploadTls` (feature `tls`): the rustls client configuration for
+//!   `https://` recorders, shared by both adapters.
 
 mod driver;
 pub mod file_name;
@@ -45,6 +47,8 @@ mod pump;
 mod recording;
 mod sink;
 mod summary;
+#[cfg(feature = "tls")]
+mod tls;
 mod upload_io;
 
 pub use driver::{Driver, Next};
@@ -54,4 +58,6 @@ pub use pump::{Pump, PumpIo, PumpState, PumpStep};
 pub use recording::RecordingMachine;
 pub use sink::{SessionSink, SinkError, SinkItem, UploadEvent};
 pub use summary::{DriveError, DriveErrorKind, DriveSummary, Ledger, Receipt};
+#[cfg(feature = "tls")]
+pub use tls::UploadTls;
 pub use upload_io::{AttemptCommand, Net, SendQueue, Sorted, UploadWork};

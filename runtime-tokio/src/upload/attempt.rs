@@ -3,7 +3,7 @@
 //! back to the driver as a [`Net`] event, every step comes from the core as
 //! a [`Command`]. Dropping the task (abort) drops the connection.
 
-use super::tls::UploadTls;
+use super::UploadTls;
 use bytes::Bytes;
 use kubecast_core::drive::{AttemptCommand as Command, Net, SendQueue};
 use kubecast_core::upload::{AttemptId, Protocol, RecorderAddr, RequestHead, Scheme};

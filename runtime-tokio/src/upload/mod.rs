@@ -13,9 +13,8 @@
 //! [`AttemptId`] and the core ignores those it no longer wants.
 
 mod attempt;
-mod tls;
 
-pub use tls::UploadTls;
+pub use kubecast_core::drive::UploadTls;
 
 use attempt::{AbortOnDrop, Reporter};
 use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
