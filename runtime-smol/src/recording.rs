@@ -17,15 +17,10 @@ use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// A [`Recording`] and the I/O of its upload: the attempts' connections
-/// (futures polled by the driver, dropped with the handle) and what happened before the
-/// session was driven (the upload log, a fail-closed verdict), delivered to
-/// the sink when [`drive_recording`] starts.
-///
-/// Create it as soon as the session is known — the upload starts dialling at
-/// once — and drive it with [`drive_recording`]. A fail-closed proxy first
-/// awaits [`RecordingHandle::wait_open`] (or uses [`start_recording`]) and
-/// refuses the request if it fails, before anything is sent upstream.
+/// A [`Recording`] and the I/O of its upload, created as soon as the
+/// session is known (the upload dials at once) and driven with
+/// [`drive_recording`]; see [`kubecast_core::drive::RecordingMachine`]
+/// for the whole contract.
 #[derive(Debug)]
 pub struct RecordingHandle {
     machine: RecordingMachine,
@@ -33,11 +28,8 @@ pub struct RecordingHandle {
     deadline: Deadline,
 }
 
-/// Creates a [`RecordingHandle`] and waits until its upload is open
-/// ([`RecordingHandle::wait_open`]). For a fail-closed proxy: on `Err`,
-/// refuse the request with the failure (every attempt is in it); nothing
-/// has reached the upstream. The wait is bounded by the upload's overall
-/// budget.
+/// [`RecordingHandle::new`], then [`RecordingHandle::wait_open`]: on
+/// `Err` a fail-closed proxy refuses the request (nothing went upstream).
 pub async fn start_recording(
     recording: Recording,
     tls: UploadTls,
@@ -47,27 +39,11 @@ pub async fn start_recording(
     Ok(handle)
 }
 
-/// Drives a recorded session between `client` and `upstream` — the same
-/// loop as [`crate::drive`] — while its cast streams to the recorder:
-///
-/// - the upload's network events and the merged deadline (session and
-///   upload) are handled in the same loop;
-/// - a side whose bytes become cast is not read while the core's
-///   `read_budget` is 0 (unacknowledged cast at the cap) or while cast bytes
-///   are still being written to the recorder (v1's TCP back-pressure, v2's
-///   flow-control window);
-/// - fail-closed: when the upload fails the core ends the session — its
-///   last words to kubectl are written at a frame boundary, nothing else is
-///   forwarded, both connections close — and the result is
-///   [`crate::DriveErrorKind::RecordingFailed`]; fail-open keeps forwarding and the
-///   summary has [`DriveSummary::upload_failure`];
-/// - `sink` gets the session's events, the capture, and the upload's log
-///   ([`SessionSink::upload`]); [`SessionSink::cast`] is not used.
-///
-/// When both connections are done they are closed at once, and then the
-/// upload is run to its end (the recorder's final ack or response, bounded
-/// by the upload's own windows) before the sink's `finish`. The outcome is
-/// in [`DriveSummary::upload_completed`] / [`DriveSummary::upload_failure`].
+/// Drives a recorded session between `client` and `upstream` — the loop of
+/// [`crate::drive`] — while its cast streams to the recorder; fail-closed
+/// ends it with [`crate::DriveErrorKind::RecordingFailed`]. The upload is
+/// run to its end before the sink's `finish`; the outcome is in
+/// [`DriveSummary::upload_completed`] / [`DriveSummary::upload_failure`].
 pub async fn drive_recording<C, U, S>(
     handle: &mut RecordingHandle,
     client: C,

@@ -11,23 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-/// Writes the cast of one session to `DIR/STEM.cast`.
-///
-/// - Nothing touches the disk until the first cast bytes arrive: a
-///   connection that is passed through unrecorded (discovery GETs,
-///   port-forward) leaves no file.
-/// - The cast is written to a hidden temporary file in `DIR`
-///   (`.kubecast-<pid>-sink-<n>.partial`, the pattern `kubecast recorder`
-///   recovers after a crash) and, on [`SessionSink::finish`], synced and
-///   given its final name with `link` + `unlink`, which never replaces an
-///   existing file: `STEM.cast`, else `STEM_2.cast`, `STEM_3.cast`, …
-/// - A recording that did not end properly (no
-///   [`SessionEvent::RecordingFinished`], or a write failed) is kept as
-///   `STEM_incomplete.cast`: nothing is silently dropped.
-///
-/// The stem is sanitised to `[A-Za-z0-9._@+-]` (anything else becomes `-`,
-/// no leading dot, at most 200 bytes). The naming is the core's
-/// ([`CastFile`]); this type does the tokio file I/O.
+/// Writes the cast of one session to `DIR/STEM.cast` under a temporary
+/// name, placed when the session finishes — the rules are the core's
+/// [`CastFile`]; this type does the file I/O on tokio.
 #[derive(Debug)]
 pub struct FileSink {
     cast: CastFile,

@@ -66,6 +66,21 @@ pub fn exhausted(stem: &str) -> std::io::Error {
 
 /// A file sink's state apart from the open file: where it writes, whether
 /// the recording ended properly, what was written and where it was placed.
+///
+/// The rules both adapters' `FileSink` follow:
+///
+/// - nothing touches the disk until the first cast bytes arrive: a
+///   connection passed through unrecorded (discovery GETs, port-forward)
+///   leaves no file;
+/// - the cast is written to a hidden temporary file in `DIR`
+///   ([`temp_name`]: the pattern `kubecast recorder` recovers after a
+///   crash) and, when the sink finishes, synced and given its final name
+///   with `link` + `unlink`, which never replaces an existing file:
+///   `STEM.cast`, else `STEM_2.cast`, … ([`CastFile::targets`]);
+/// - a recording that did not end properly (no `RecordingFinished`, or a
+///   write failed) is kept as `STEM_incomplete.cast`: nothing is silently
+///   dropped;
+/// - the stem is sanitised ([`sanitise`]).
 #[derive(Debug)]
 pub struct CastFile {
     dir: PathBuf,

@@ -56,7 +56,7 @@ pub use machine::{Deadline, Machine, SessionMachine};
 pub use options::{DriveOptions, OnSinkError, Preamble, DEFAULT_BUFFER_SIZE};
 pub use pump::{Pump, PumpIo, PumpState, PumpStep};
 pub use recording::RecordingMachine;
-pub use sink::{SessionSink, SinkError, SinkItem, UploadEvent};
+pub use sink::{ItemSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use summary::{DriveError, DriveErrorKind, DriveSummary, Ledger, Receipt};
 #[cfg(feature = "tls")]
 pub use tls::UploadTls;

@@ -19,6 +19,30 @@ use std::time::Instant;
 /// even before the session is driven), facts wait for the sink in
 /// [`Machine::poll_item`] (what happened while waiting for a recorder
 /// reaches the sink when the session is driven).
+///
+/// How the adapters' `RecordingHandle` / `drive_recording` run it:
+///
+/// - create it as soon as the session is known: the upload dials at once;
+///   a fail-closed proxy waits for [`RecordingMachine::open_result`]
+///   (`start_recording`) and refuses the request on `Err` — the failure
+///   lists every attempt — before anything goes upstream;
+/// - the session is driven by the same loop as a plain one; the upload's
+///   network events ([`RecordingMachine::handle_net`]) and the merged
+///   deadline are handled in it;
+/// - a side whose bytes become cast is not read while the read budget is 0
+///   (unacknowledged cast at the cap) or while cast bytes are still being
+///   written to the recorder (v1's TCP back-pressure, v2's flow-control
+///   window): [`Machine::may_read`];
+/// - fail-closed: when the upload fails the core ends the session — its
+///   last words to kubectl at a frame boundary, nothing else forwarded,
+///   both connections closed — and the result is
+///   [`DriveErrorKind::RecordingFailed`]; fail-open keeps forwarding and
+///   the summary has `upload_failure`;
+/// - the sink gets the events, the capture and the upload log
+///   (`SessionSink::upload`), not the cast;
+/// - when both connections are done they are closed at once, then the
+///   upload runs until [`RecordingMachine::settled`] (the final ack or
+///   response, bounded by the upload's windows), then the sink's `finish`.
 #[derive(Debug)]
 pub struct RecordingMachine {
     recording: Recording,

@@ -136,3 +136,33 @@ pub trait SessionSink {
         ready(Ok(()))
     }
 }
+
+/// A sink that takes every output the same way, as one [`SinkItem`] (a
+/// channel, a collecting test sink): implement [`ItemSink::send`] and the
+/// [`SessionSink`] methods come with it, `finish` as
+/// [`SinkItem::Finished`].
+pub trait ItemSink {
+    fn send(&mut self, item: SinkItem) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+impl<T: ItemSink> SessionSink for T {
+    fn event(&mut self, event: SessionEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Event(event))
+    }
+
+    fn cast(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Cast(bytes))
+    }
+
+    fn capture(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Capture(bytes))
+    }
+
+    fn upload(&mut self, event: UploadEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Upload(event))
+    }
+
+    fn finish(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.send(SinkItem::Finished)
+    }
+}

@@ -21,17 +21,15 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Instant;
 
-/// Drives `session` between `client` and `upstream` until both directions
-/// have ended, forwarding every byte unchanged while the session observes
-/// it; the session's outputs go to `sink`. The same contract as
-/// `kubecast_tokio::drive`: each read is fed to the core and its outputs
-/// are delivered (awaited) before the bytes are forwarded; end of file
-/// half-closes the other side (`close()`); errors and timeouts end the
-/// session with the recording still finished and the sink's `finish`
-/// called once.
+/// Drives `session` between `client` and `upstream` until both
+/// directions have ended — `kubecast_tokio::drive`'s contract, the loop's
+/// rules being the core's ([`kubecast_core::drive::Driver`]). An end of
+/// file is passed on with `close()`, so give it streams whose `close()`
+/// shuts the write half down (`async-net`'s `TcpStream` does; a bare
+/// `async_io::Async<TcpStream>` only flushes).
 ///
-/// Dropping the returned future abandons the session on the spot: the
-/// sink's `finish` is not called. Use [`drive_until`] to end it gracefully.
+/// Dropping the returned future abandons the session: the sink's `finish`
+/// is not called. Use [`drive_until`] to end it gracefully.
 pub async fn drive<C, U, S>(
     session: &mut Session,
     client: C,

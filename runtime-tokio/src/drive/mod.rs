@@ -21,22 +21,13 @@ use tokio::time::Instant;
 
 /// Drives `session` between `client` and `upstream` until both directions
 /// have ended, forwarding every byte unchanged while the session observes
-/// it; the session's outputs go to `sink`.
+/// it; the outputs go to `sink`, each awaited before the bytes that made it
+/// are forwarded. The loop's rules are the core's
+/// ([`kubecast_core::drive::Driver`]); see the crate documentation.
 ///
-/// For each read: the core is fed and drained into the sink (awaited), and
-/// only then are the same bytes written to the other side — so a slow sink
-/// and a slow reader both hold the sender back, and nothing is buffered
-/// beyond one read per direction. End of file on one side is reported to the
-/// core and half-closes the other side's write half; the other direction
-/// keeps running. The core's deadlines are honoured in between. A socket
-/// error, a timeout from [`DriveOptions`] or (fail-closed) a sink error ends
-/// the session early; either way the core hears that both sides are done,
-/// the sink's `finish` is called once, and both streams are dropped.
-///
-/// Dropping the returned future abandons the session on the spot: the sink's
-/// `finish` is not called. To end a session early and still finish its
-/// recording (e.g. a shutdown grace period running out), use
-/// [`drive_until`].
+/// Dropping the returned future abandons the session on the spot: the
+/// sink's `finish` is not called. To end a session early and still finish
+/// its recording, use [`drive_until`].
 pub async fn drive<C, U, S>(
     session: &mut Session,
     client: C,

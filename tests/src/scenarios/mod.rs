@@ -18,8 +18,7 @@ pub mod recorder;
 pub mod script;
 
 use kubecast_core::drive::{
-    DriveError, DriveOptions, DriveSummary, SessionSink, SinkError, SinkItem, UploadEvent,
-    UploadTls,
+    DriveError, DriveOptions, DriveSummary, ItemSink, SinkError, SinkItem, UploadEvent, UploadTls,
 };
 use kubecast_core::recording::Recording;
 use kubecast_core::session::{Session, SessionEvent};
@@ -114,24 +113,9 @@ impl Collect {
     }
 }
 
-impl SessionSink for Collect {
-    fn event(&mut self, event: SessionEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.push(SinkItem::Event(event))
-    }
-    fn cast(&mut self, bytes: bytes::Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.push(SinkItem::Cast(bytes))
-    }
-    fn capture(
-        &mut self,
-        bytes: bytes::Bytes,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.push(SinkItem::Capture(bytes))
-    }
-    fn upload(&mut self, event: UploadEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.push(SinkItem::Upload(event))
-    }
-    fn finish(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.push(SinkItem::Finished)
+impl ItemSink for Collect {
+    fn send(&mut self, item: SinkItem) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.push(item)
     }
 }
 
