@@ -47,6 +47,8 @@ mod pump;
 mod recording;
 mod sink;
 mod summary;
+#[cfg(test)]
+mod tests;
 #[cfg(feature = "tls")]
 mod tls;
 mod upload_io;
