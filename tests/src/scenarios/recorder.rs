@@ -243,17 +243,25 @@ fn short_window(url: String) -> UploadConfig {
     config
 }
 
-/// A recorder that stops acknowledging (SIGSTOP) makes the ack window run
-/// out: a fail-closed session ends — the client gets the core's last words
-/// and end of file, the upstream end of file, later output goes nowhere.
-pub fn ack_window_expiry_ends_a_fail_closed_session<R: Runtime>(recorder: &mut dyn RecorderPeer) {
-    let recording = recording(short_window(recorder.url()), Policy::FailClosed);
+/// An open session with a short ack window whose recorder is then stopped
+/// (SIGSTOP): it acknowledges nothing from here on; one more output goes
+/// through.
+fn stopped_while_recording<R: Runtime>(recorder: &mut dyn RecorderPeer, policy: Policy) -> Harness {
+    let recording = recording(short_window(recorder.url()), policy);
     let mut h = Harness::start::<R>(recording, UploadTls::default(), true).expect("open");
     h.open_session();
     recorder.signal("STOP");
     let down = from_upstream(1, b"while stopped\r\n");
     h.upstream.write(&down);
     assert_eq!(h.client.read_n(down.len()), down);
+    h
+}
+
+/// A recorder that stops acknowledging (SIGSTOP) makes the ack window run
+/// out: a fail-closed session ends — the client gets the core's last words
+/// and end of file, the upstream end of file, later output goes nowhere.
+pub fn ack_window_expiry_ends_a_fail_closed_session<R: Runtime>(recorder: &mut dyn RecorderPeer) {
+    let mut h = stopped_while_recording::<R>(recorder, Policy::FailClosed);
     let rest = h.client.read_to_eof();
     let text = String::from_utf8_lossy(&rest);
     assert!(text.contains("recording was lost"), "{text:?}");
@@ -290,13 +298,7 @@ pub fn ack_window_expiry_ends_a_fail_closed_session<R: Runtime>(recorder: &mut d
 pub fn ack_window_expiry_is_reported_and_a_fail_open_session_goes_on<R: Runtime>(
     recorder: &mut dyn RecorderPeer,
 ) {
-    let recording = recording(short_window(recorder.url()), Policy::FailOpen);
-    let mut h = Harness::start::<R>(recording, UploadTls::default(), true).expect("open");
-    h.open_session();
-    recorder.signal("STOP");
-    let down = from_upstream(1, b"while stopped\r\n");
-    h.upstream.write(&down);
-    assert_eq!(h.client.read_n(down.len()), down);
+    let mut h = stopped_while_recording::<R>(recorder, Policy::FailOpen);
     let sink = h.sink.clone();
     eventually("the upload to fail", || {
         sink.received()
