@@ -18,6 +18,9 @@
 //!   [`exec::ExecDecoder`], which picks the right decoder from a handshake.
 //! - [`capture`]: the on-disk format for both directions of a session's raw
 //!   bytes, used for fixtures and replay.
+//! - [`drive`]: what the runtime adapters share — the driving loop's
+//!   decisions ([`drive::Driver`]), the machines it drives, and the public
+//!   types both adapters re-export.
 //!
 //! Every length read from the wire is checked against [`Limits`]; violations
 //! are typed errors, never panics.
@@ -34,6 +37,7 @@
 pub mod audit;
 pub mod capture;
 pub mod cast;
+pub mod drive;
 pub mod exec;
 pub mod handshake;
 mod limits;

@@ -2,6 +2,7 @@
 
 use crate::sink::{SessionSink, SinkError};
 use bytes::Bytes;
+use kubecast_core::drive::file_name::{self, CastFile};
 use kubecast_core::session::SessionEvent;
 use std::future::{ready, Future};
 use std::io;
@@ -10,36 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-/// Longest stem kept (bytes).
-const MAX_STEM: usize = 200;
-/// Collisions tried before giving up on a final name.
-const MAX_COLLISIONS: u32 = 10_000;
-
-/// Writes the cast of one session to `DIR/STEM.cast`.
-///
-/// - Nothing touches the disk until the first cast bytes arrive: a
-///   connection that is passed through unrecorded (discovery GETs,
-///   port-forward) leaves no file.
-/// - The cast is written to a hidden temporary file in `DIR`
-///   (`.kubecast-<pid>-sink-<n>.partial`, the pattern `kubecast recorder`
-///   recovers after a crash) and, on [`SessionSink::finish`], synced and
-///   given its final name with `link` + `unlink`, which never replaces an
-///   existing file: `STEM.cast`, else `STEM_2.cast`, `STEM_3.cast`, …
-/// - A recording that did not end properly (no
-///   [`SessionEvent::RecordingFinished`], or a write failed) is kept as
-///   `STEM_incomplete.cast`: nothing is silently dropped.
-///
-/// The stem is sanitised to `[A-Za-z0-9._@+-]` (anything else becomes `-`,
-/// no leading dot, at most 200 bytes).
+/// Writes the cast of one session to `DIR/STEM.cast` under a temporary
+/// name, placed when the session finishes — the rules are the core's
+/// [`CastFile`]; this type does the file I/O on tokio.
 #[derive(Debug)]
 pub struct FileSink {
-    dir: PathBuf,
-    stem: String,
+    cast: CastFile,
     file: Option<(File, PathBuf)>,
-    complete: bool,
-    failed: bool,
-    written: u64,
-    path: Option<PathBuf>,
 }
 
 impl FileSink {
@@ -47,71 +25,34 @@ impl FileSink {
     /// first cast bytes arrive.
     pub fn new(dir: impl Into<PathBuf>, stem: &str) -> FileSink {
         FileSink {
-            dir: dir.into(),
-            stem: sanitise(stem),
+            cast: CastFile::new(dir.into(), stem),
             file: None,
-            complete: false,
-            failed: false,
-            written: 0,
-            path: None,
         }
     }
 
     /// Where the recording was placed, once [`SessionSink::finish`] has run
     /// (`None` when there was nothing to record).
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.cast.path()
     }
 
     /// Cast bytes written so far.
     pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    async fn open(&mut self) -> io::Result<&mut File> {
-        if self.file.is_none() {
-            tokio::fs::create_dir_all(&self.dir).await?;
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let opened = loop {
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                let tmp = self
-                    .dir
-                    .join(format!(".kubecast-{}-sink-{n}.partial", std::process::id()));
-                match OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp)
-                    .await
-                {
-                    Ok(file) => break (file, tmp),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            self.file = Some(opened);
-        }
-        match &mut self.file {
-            Some((file, _)) => Ok(file),
-            None => Err(io::Error::other("the recording file is not open")),
-        }
+        self.cast.written()
     }
 
     async fn write(&mut self, bytes: Bytes) -> Result<(), SinkError> {
-        let result = async {
-            let file = self.open().await?;
-            file.write_all(&bytes).await
+        if self.file.is_none() {
+            self.file = Some(open(&self.cast).await.inspect_err(|_| {
+                self.cast.note_write(0, false);
+            })?);
         }
-        .await;
-        match result {
-            Ok(()) => {
-                self.written += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(e.into())
-            }
-        }
+        let result = match &mut self.file {
+            Some((file, _)) => file.write_all(&bytes).await,
+            None => Err(io::Error::other("the recording file is not open")),
+        };
+        self.cast.note_write(bytes.len(), result.is_ok());
+        Ok(result?)
     }
 
     async fn complete(&mut self) -> Result<(), SinkError> {
@@ -124,49 +65,42 @@ impl FileSink {
         }
         .await;
         drop(file);
-        let complete = self.complete && !self.failed && synced.is_ok();
-        let placed = place(&self.dir, &tmp, &self.stem, complete).await;
-        if let Ok(path) = &placed {
-            self.path = Some(path.clone());
+        let placed = place(&tmp, self.cast.targets(synced.is_ok()), self.cast.stem()).await;
+        match placed {
+            Ok(path) => self.cast.placed(path),
+            Err(e) => return Err(e.into()),
         }
-        synced?;
-        placed?;
-        Ok(())
+        Ok(synced?)
     }
 }
 
-impl SessionSink for FileSink {
-    fn event(&mut self, event: SessionEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
-        if matches!(event, SessionEvent::RecordingFinished(_)) {
-            self.complete = true;
+/// A new temporary file in the sink's directory (created if needed).
+async fn open(cast: &CastFile) -> io::Result<(File, PathBuf)> {
+    tokio::fs::create_dir_all(cast.dir()).await?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let tmp = cast.temp_path(std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await;
+        match opened {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
-        ready(Ok(()))
-    }
-
-    fn cast(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.write(bytes)
-    }
-
-    fn finish(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.complete()
     }
 }
 
-/// The final file name for `stem`, the `n`th try (0 = no counter).
-fn final_name(stem: &str, n: u32, complete: bool) -> String {
-    let counter = if n == 0 {
-        String::new()
-    } else {
-        format!("_{}", n + 1)
-    };
-    let outcome = if complete { "" } else { "_incomplete" };
-    format!("{stem}{counter}{outcome}.cast")
-}
-
-/// Gives `tmp` its final name in `dir` without replacing an existing file.
-async fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result<PathBuf> {
-    for n in 0..MAX_COLLISIONS {
-        let target = dir.join(final_name(stem, n, complete));
+/// Gives `tmp` the first free name of `targets` without replacing an
+/// existing file.
+async fn place(
+    tmp: &Path,
+    targets: impl Iterator<Item = PathBuf>,
+    stem: &str,
+) -> io::Result<PathBuf> {
+    for target in targets {
         match tokio::fs::hard_link(tmp, &target).await {
             Ok(()) => {
                 tokio::fs::remove_file(tmp).await?;
@@ -183,42 +117,20 @@ async fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result
             }
         }
     }
-    Err(io::Error::other(format!(
-        "more than {MAX_COLLISIONS} recordings named {stem}"
-    )))
+    Err(file_name::exhausted(stem))
 }
 
-fn sanitise(raw: &str) -> String {
-    let mut out: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@' | '+') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out = out.trim_start_matches('.').to_string();
-    out.truncate(MAX_STEM);
-    if out.is_empty() {
-        "session".into()
-    } else {
-        out
+impl SessionSink for FileSink {
+    fn event(&mut self, event: SessionEvent) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.cast.note_event(&event);
+        ready(Ok(()))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    fn cast(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.write(bytes)
+    }
 
-    #[test]
-    fn stems_are_sanitised() {
-        assert_eq!(sanitise("../../etc/passwd"), "-..-etc-passwd");
-        assert_eq!(sanitise(".hidden"), "hidden");
-        assert_eq!(sanitise(""), "session");
-        assert_eq!(sanitise("ns_pod_alice@corp"), "ns_pod_alice@corp");
-        assert_eq!(final_name("s", 0, true), "s.cast");
-        assert_eq!(final_name("s", 1, false), "s_2_incomplete.cast");
+    fn finish(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.complete()
     }
 }

@@ -11,11 +11,14 @@
 //!   kept; [`scratch`]: throwaway directories.
 //! - [`fixtures`]: the sessions captured in `tests/fixtures/` and how to
 //!   record them again.
+//! - [`scenarios`]: adapter scenarios written once and run on every
+//!   runtime adapter (tokio, smol, async-std).
 
 pub mod capture;
 pub mod fixtures;
 pub mod kubectl;
 pub mod process;
+pub mod scenarios;
 pub mod scratch;
 /// The simulated kube-apiserver lives in the `kubecast` crate (it also
 /// serves `kubecast demo`); the tests know it by its old name.

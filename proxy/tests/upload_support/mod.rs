@@ -1,106 +1,37 @@
-//! Shared by the `upload_*` tests: a scripted WebSocket v5 exec session
-//! driven with `kubecast_tokio::drive_recording` over in-memory pipes, a
-//! collecting sink, a fake v2 recorder (hyper, HTTP/2 only) whose acks the
-//! test controls, an HTTP/1.1-only front, and a refused address.
+//! Shared by the `upload_*` and `runtime_*` tests: the real `kubecast
+//! recorder` as the scenarios' [`RecorderPeer`] and the macro that runs
+//! every shared recorder scenario on one runtime adapter
+//! ([`recorder_scenarios!`]); and, for the tokio-only tests, the scripted
+//! session driven with `kubecast_tokio::drive_recording` over in-memory
+//! pipes and a fake v2 recorder (hyper, HTTP/2 only) whose acks the test
+//! controls.
 #![allow(dead_code)]
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use kubecast_core::handshake::WsProtocol;
-use kubecast_core::recording::{Policy, Recording};
-use kubecast_core::session::{SessionConfig, SessionEvent, SessionMeta};
-use kubecast_core::upload::UploadConfig;
-use kubecast_core::ws::{encode_channel_message, encode_close_signal};
+use kubecast_core::recording::Recording;
 use kubecast_tokio::{
     drive_recording, ChannelSink, DriveError, DriveOptions, DriveSummary, RecordingHandle,
-    SinkItem, UploadEvent, UploadTls,
+    SinkItem, UploadTls,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{duplex, AsyncReadExt, DuplexStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::recorder_support;
-pub use crate::recorder_support::{eventually, Scratch, Server, STEP};
+pub use crate::recorder_support::{Scratch, Server, STEP};
 
-pub const REQUEST: &[u8] = b"GET /api/v1/namespaces/default/pods/web-0/exec?command=sh&container=main&stdin=true&stdout=true&stderr=true HTTP/1.1\r\n\
-Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
-pub const SWITCHED: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n";
-pub const SUCCESS: &[u8] = br#"{"metadata":{},"status":"Success"}"#;
-const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
-
-pub fn from_upstream(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_channel_message(&mut out, WsProtocol::V5Channel, channel, payload, None);
-    out
-}
-
-pub fn from_client(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_channel_message(&mut out, WsProtocol::V5Channel, channel, payload, MASK);
-    out
-}
-
-pub fn client_close() -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_close_signal(&mut out, 0, MASK);
-    out
-}
-
-pub fn meta() -> SessionMeta {
-    SessionMeta {
-        user: Some("alice".into()),
-        session_id: Some("s-1".into()),
-        started_unix: Some(1_793_534_584),
-        ..Default::default()
-    }
-}
-
-/// The session config of every test: capture on, so the test can replay
-/// exactly what the driver fed the core.
-pub fn session_config() -> SessionConfig {
-    SessionConfig {
-        capture: true,
-        ..Default::default()
-    }
-}
-
-/// An upload config for `recorders` with short test budgets.
-pub fn upload_config(recorders: &[String]) -> UploadConfig {
-    let mut config = UploadConfig::with_recorders(recorders).unwrap();
-    config.attempt_budget = Duration::from_secs(5);
-    config.overall_budget = Duration::from_secs(15);
-    config
-}
-
-pub fn recording(upload: UploadConfig, policy: Policy) -> Recording {
-    Recording::new(
-        std::time::Instant::now(),
-        session_config(),
-        meta(),
-        upload,
-        policy,
-    )
-    .unwrap()
-}
-
-/// What the sink received.
-#[derive(Debug, Default)]
-pub struct Received {
-    pub events: Vec<SessionEvent>,
-    pub capture: Vec<u8>,
-    pub upload: Vec<UploadEvent>,
-    pub cast: Vec<u8>,
-    pub finished: bool,
-}
+// Not every test file uses the script.
+#[allow(unused_imports)]
+pub use kubecast_tests::scenarios::script::*;
+pub use kubecast_tests::scenarios::{Received, RecorderPeer};
 
 pub type Driven = JoinHandle<(Result<DriveSummary, DriveError>, RecordingHandle, Received)>;
 
@@ -167,96 +98,6 @@ pub async fn read_to_eof(stream: &mut DuplexStream) -> Vec<u8> {
         .expect("end of file in time")
         .expect("read");
     buf
-}
-
-/// Plays a short exec session to its end: request, 101, output, exit,
-/// close both ways, checking that every byte arrives unchanged.
-pub async fn play_whole_session(h: &mut Harness) {
-    h.client.write_all(REQUEST).await.unwrap();
-    assert_eq!(read_n(&mut h.upstream, REQUEST.len()).await, REQUEST);
-    let mut down = SWITCHED.to_vec();
-    down.extend(from_upstream(1, b"$ total 0\r\n"));
-    down.extend(from_upstream(2, "warning: é\n".as_bytes()));
-    h.upstream.write_all(&down).await.unwrap();
-    assert_eq!(read_n(&mut h.client, down.len()).await, down);
-    let input = from_client(0, b"exit\n");
-    h.client.write_all(&input).await.unwrap();
-    assert_eq!(read_n(&mut h.upstream, input.len()).await, input);
-    let down = from_upstream(3, SUCCESS);
-    h.upstream.write_all(&down).await.unwrap();
-    h.upstream.shutdown().await.unwrap();
-    assert_eq!(read_to_eof(&mut h.client).await, down);
-    let close = client_close();
-    h.client.write_all(&close).await.unwrap();
-    h.client.shutdown().await.unwrap();
-    assert_eq!(read_to_eof(&mut h.upstream).await, close);
-}
-
-/// The cast a replay of `capture` gives: what must arrive at the recorder.
-pub fn replayed_cast(capture: &[u8]) -> Vec<u8> {
-    kubecast_core::replay::replay(
-        capture,
-        session_config_without_capture(),
-        meta(),
-        std::time::Instant::now(),
-        None,
-    )
-    .unwrap()
-    .cast
-}
-
-fn session_config_without_capture() -> SessionConfig {
-    SessionConfig::default()
-}
-
-pub fn started(events: &[UploadEvent]) -> Option<&UploadEvent> {
-    events
-        .iter()
-        .find(|e| matches!(e, UploadEvent::Started { .. }))
-}
-
-/// Waits for `server` to store exactly one complete recording; its bytes.
-pub async fn stored(server: &Server) -> Vec<u8> {
-    let name = eventually("a stored recording", || {
-        let files = server.files();
-        (files.len() == 1).then(|| files[0].clone())
-    })
-    .await;
-    assert!(!name.contains("_incomplete"), "{name}");
-    server.read(&name)
-}
-
-/// An address nothing listens on (connection refused).
-pub async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
-}
-
-/// A front that speaks only HTTP/1.1, like an L7 proxy without h2c: a
-/// connection that opens with the HTTP/2 preface (`PRI …`) is closed at
-/// once; any other is relayed byte for byte to `target`.
-pub async fn h1_only_front(target: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut first = [0u8; 3];
-                if inbound.read_exact(&mut first).await.is_err() || &first == b"PRI" {
-                    return;
-                }
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                if outbound.write_all(&first).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// A fake v2 recorder (HTTP/2 with prior knowledge only): `HEAD` → 200,
@@ -356,4 +197,129 @@ impl FakeV2 {
 /// A handle for `recording` with the default TLS roots.
 pub fn handle(recording: Recording) -> RecordingHandle {
     RecordingHandle::new(recording, UploadTls::default())
+}
+
+/// A `kubecast recorder` process whose directory outlives it (so a
+/// restarted recorder recovers what a killed one left).
+#[derive(Debug)]
+pub struct LiveRecorder {
+    pub server: Server,
+    extra: Vec<String>,
+    /// Holds the recordings directory; declared after `server` so the
+    /// process is gone before the directory is removed.
+    dirs: Scratch,
+}
+
+impl LiveRecorder {
+    pub fn start(name: &str, extra: &[&str]) -> LiveRecorder {
+        let dirs = Scratch::new(name);
+        let dir = dirs.0.join("casts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = Server::start_in(Scratch::new(name), dir, extra);
+        LiveRecorder {
+            server,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dirs,
+        }
+    }
+}
+
+impl RecorderPeer for LiveRecorder {
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+    fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+    fn files(&self) -> Vec<String> {
+        self.server.files()
+    }
+    fn hidden(&self) -> Vec<String> {
+        self.server.hidden()
+    }
+    fn read(&self, name: &str) -> Vec<u8> {
+        self.server.read(name)
+    }
+    fn log(&self) -> Vec<String> {
+        self.server.log.lock().unwrap().clone()
+    }
+    fn signal(&mut self, signal: &str) {
+        if signal == "KILL" {
+            self.server.child.kill().unwrap();
+            self.server.child.wait().unwrap();
+            return;
+        }
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.server.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+    fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let dir = self.server.dir.clone();
+        self.server = Server::start_in(Scratch::new("restarted"), dir, &extra);
+    }
+}
+
+/// Every shared recorder scenario (`kubecast_tests::scenarios::recorder`)
+/// as a test, on runtime `$rt` (a `kubecast_tests::scenarios::Runtime`).
+#[macro_export]
+macro_rules! recorder_scenarios {
+    ($rt:ty) => {
+        use kubecast_tests::scenarios::recorder as scenario;
+        use upload_support::LiveRecorder;
+
+        #[test]
+        fn a_session_arrives_complete_over_v2() {
+            scenario::arrives_over_v2::<$rt>(&LiveRecorder::start("v2", &[]));
+        }
+
+        #[test]
+        fn a_session_arrives_complete_over_v1_behind_an_http1_only_front() {
+            let recorder = LiveRecorder::start("v1", &[]);
+            scenario::arrives_over_v1_behind_an_http1_only_front::<$rt>(&recorder);
+        }
+
+        #[test]
+        fn a_refused_recorder_fails_over_to_the_next() {
+            let recorder = LiveRecorder::start("failover", &[]);
+            scenario::fails_over_from_a_refused_recorder::<$rt>(&recorder);
+        }
+
+        #[test]
+        fn tls_with_a_private_ca_negotiates_h2_and_uploads_v2() {
+            let scratch = upload_support::Scratch::new("tls-ca");
+            let (cert, key, ca) = scenario::tls_files(&scratch.0);
+            let args = [
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ];
+            let recorder = LiveRecorder::start("tls", &args);
+            scenario::tls_with_a_private_ca::<$rt>(&recorder, &ca);
+        }
+
+        #[test]
+        fn ack_window_expiry_ends_a_fail_closed_session() {
+            let mut recorder = LiveRecorder::start("window-closed", &[]);
+            scenario::ack_window_expiry_ends_a_fail_closed_session::<$rt>(&mut recorder);
+        }
+
+        #[test]
+        fn ack_window_expiry_is_reported_and_a_fail_open_session_goes_on() {
+            let mut recorder = LiveRecorder::start("window-open", &[]);
+            scenario::ack_window_expiry_is_reported_and_a_fail_open_session_goes_on::<$rt>(
+                &mut recorder,
+            );
+        }
+
+        #[test]
+        fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast() {
+            let mut recorder = LiveRecorder::start("killed", &[]);
+            scenario::a_recorder_killed_mid_upload_leaves_an_incomplete_cast::<$rt>(&mut recorder);
+        }
+    };
 }

@@ -3,10 +3,10 @@
 //! back to the driver as a [`Net`] event, every step comes from the core as
 //! a [`Command`]. Dropping the task (abort) drops the connection.
 
-use super::tls::UploadTls;
-use bytes::{Buf, Bytes};
+use super::UploadTls;
+use bytes::Bytes;
+use kubecast_core::drive::{AttemptCommand as Command, Net, SendQueue};
 use kubecast_core::upload::{AttemptId, Protocol, RecorderAddr, RequestHead, Scheme};
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::time::Duration;
@@ -14,36 +14,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
-
-/// What the core asked an attempt to do (everything after `Connect`).
-#[derive(Debug)]
-pub(crate) enum Command {
-    Probe(RequestHead),
-    StartV2(RequestHead),
-    StartV1(Bytes),
-    Send(Bytes),
-    EndStream,
-}
-
-/// What happened on an attempt's connection; the driver feeds it to the
-/// core (`Upload::handle_*`), except [`Net::Written`], which only releases
-/// the driver's own write gate.
-#[derive(Debug)]
-pub(crate) enum Net {
-    Connected,
-    ConnectFailed(String),
-    ProbeResponse {
-        status: u16,
-        http2: bool,
-    },
-    V2Head(u16),
-    V2Body(Bytes),
-    V1Bytes(Bytes),
-    ResponseEnd,
-    StreamError(String),
-    /// `n` bytes of `Send`s were handed to the socket / the h2 stream.
-    Written(usize),
-}
 
 /// The byte stream under HTTP: TCP, or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -183,9 +153,7 @@ async fn run_v2(
         .map_err(h2_error)?;
     let upload = V2Upload {
         body,
-        pending: VecDeque::new(),
-        end: false,
-        ended: false,
+        queue: SendQueue::default(),
     };
     let result = upload.run(response, commands, report).await;
     drop(connection);
@@ -196,12 +164,8 @@ async fn run_v2(
 /// response head and ack frames in.
 struct V2Upload {
     body: h2::SendStream<Bytes>,
-    /// `Send`s not yet handed to h2 (waiting for window).
-    pending: VecDeque<Bytes>,
-    /// `EndStream` received.
-    end: bool,
-    /// `END_STREAM` sent.
-    ended: bool,
+    /// `Send`s not yet handed to h2 (waiting for window), and the end.
+    queue: SendQueue,
 }
 
 impl V2Upload {
@@ -214,12 +178,11 @@ impl V2Upload {
         let mut response = std::pin::pin!(response);
         let mut recv: Option<h2::RecvStream> = None;
         loop {
-            let want = self.pending.iter().map(Bytes::len).sum::<usize>();
+            let want = self.queue.wanted();
             if want > 0 {
                 self.body.reserve_capacity(want);
-            } else if self.end && !self.ended {
+            } else if self.queue.take_end() {
                 self.body.send_data(Bytes::new(), true).map_err(h2_error)?;
-                self.ended = true;
             }
             tokio::select! {
                 head = &mut response, if recv.is_none() => {
@@ -257,9 +220,7 @@ impl V2Upload {
                     None => return Err("HTTP/2: the request stream closed".into()),
                 },
                 command = commands.recv() => match command {
-                    Some(Command::Send(bytes)) => self.pending.push_back(bytes),
-                    Some(Command::EndStream) => self.end = true,
-                    Some(_) => {}
+                    Some(command) => self.queue.push(command),
                     None => return Ok(()),
                 },
             }
@@ -267,20 +228,9 @@ impl V2Upload {
     }
 
     /// Hands up to `n` pending bytes to h2.
-    async fn send_within(&mut self, mut n: usize, report: &Reporter) -> Result<(), String> {
+    async fn send_within(&mut self, n: usize, report: &Reporter) -> Result<(), String> {
         let mut written = 0;
-        while n > 0 {
-            let Some(front) = self.pending.front_mut() else {
-                break;
-            };
-            let chunk = if front.len() <= n {
-                self.pending.pop_front().unwrap_or_default()
-            } else {
-                let head = front.slice(..n);
-                front.advance(n);
-                head
-            };
-            n -= chunk.len();
+        for chunk in self.queue.take(n) {
             written += chunk.len();
             self.body.send_data(chunk, false).map_err(h2_error)?;
         }

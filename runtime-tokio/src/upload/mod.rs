@@ -13,16 +13,15 @@
 //! [`AttemptId`] and the core ignores those it no longer wants.
 
 mod attempt;
-mod tls;
 
-pub use tls::UploadTls;
+pub use kubecast_core::drive::UploadTls;
 
-use crate::sink::UploadEvent;
-use attempt::{AbortOnDrop, Command, Net, Reporter};
-use kubecast_core::upload::{AttemptId, Upload, UploadOutput};
+use attempt::{AbortOnDrop, Reporter};
+use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
+use kubecast_core::upload::AttemptId;
 use std::collections::HashMap;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Events buffered between the attempt tasks and the driver.
@@ -40,15 +39,9 @@ pub(crate) struct Transport {
 
 #[derive(Debug)]
 struct AttemptHandle {
-    commands: mpsc::UnboundedSender<Command>,
-    /// `Send` bytes queued but not yet written.
-    unwritten: usize,
+    commands: mpsc::UnboundedSender<AttemptCommand>,
     _task: AbortOnDrop,
 }
-
-/// A network event, ready to be fed to the core.
-#[derive(Debug)]
-pub(crate) struct NetEvent(AttemptId, Net);
 
 impl Transport {
     /// `connect_timeout` bounds a dial even when the core is not driven
@@ -64,19 +57,10 @@ impl Transport {
         }
     }
 
-    /// Cast bytes handed to an attempt and not yet written to its
-    /// connection. While this is not 0 the driver holds the sides whose
-    /// bytes become cast: the core's v1 back-pressure ("finish writing a
-    /// `Send` before reading more") and h2 flow control for v2.
-    pub(crate) fn unwritten(&self) -> usize {
-        self.attempts.values().map(|a| a.unwritten).sum()
-    }
-
-    /// Carries out one output; the facts (`Started`, `AttemptFailed`,
-    /// `Completed`, `Failed`) come back as an [`UploadEvent`] for the log.
-    pub(crate) fn execute(&mut self, output: UploadOutput) -> Option<UploadEvent> {
-        let command = match output {
-            UploadOutput::Connect {
+    /// Carries out one piece of the core's upload work.
+    pub(crate) fn execute(&mut self, work: UploadWork) {
+        match work {
+            UploadWork::Connect {
                 attempt,
                 recorder,
                 protocol,
@@ -96,86 +80,33 @@ impl Transport {
                 ));
                 let handle = AttemptHandle {
                     commands,
-                    unwritten: 0,
                     _task: AbortOnDrop(task),
                 };
                 self.attempts.insert(attempt, handle);
-                return None;
             }
-            UploadOutput::Close { attempt } => {
+            UploadWork::Close { attempt } => {
                 self.attempts.remove(&attempt);
-                return None;
             }
-            UploadOutput::Probe { attempt, request } => (attempt, Command::Probe(request)),
-            UploadOutput::StartV2 { attempt, request } => (attempt, Command::StartV2(request)),
-            UploadOutput::StartV1 { attempt, head } => (attempt, Command::StartV1(head)),
-            UploadOutput::Send { attempt, bytes } => {
-                if let Some(a) = self.attempts.get_mut(&attempt) {
-                    a.unwritten += bytes.len();
+            UploadWork::Command { attempt, command } => {
+                if let Some(a) = self.attempts.get(&attempt) {
+                    // A task that already ended reports its end itself.
+                    let _ = a.commands.send(command);
                 }
-                (attempt, Command::Send(bytes))
             }
-            UploadOutput::EndStream { attempt } => (attempt, Command::EndStream),
-            UploadOutput::Started {
-                attempt,
-                recorder,
-                protocol,
-            } => {
-                return Some(UploadEvent::Started {
-                    attempt,
-                    recorder,
-                    protocol,
-                })
-            }
-            UploadOutput::AttemptFailed(record) => return Some(UploadEvent::AttemptFailed(record)),
-            UploadOutput::Completed { bytes } => return Some(UploadEvent::Completed { bytes }),
-            UploadOutput::Failed(failure) => return Some(UploadEvent::Failed(failure)),
-        };
-        let (attempt, command) = command;
-        if let Some(a) = self.attempts.get(&attempt) {
-            // A task that already ended reports its end itself.
-            let _ = a.commands.send(command);
         }
-        None
     }
 
     /// The next network event, if one is waiting.
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<NetEvent> {
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some((attempt, Net::Written(n)))) => {
-                if let Some(a) = self.attempts.get_mut(&attempt) {
-                    a.unwritten = a.unwritten.saturating_sub(n);
-                }
-                Poll::Ready(NetEvent(attempt, Net::Written(n)))
-            }
-            Poll::Ready(Some((attempt, net))) => Poll::Ready(NetEvent(attempt, net)),
+            Poll::Ready(Some(event)) => Poll::Ready(event),
             // We hold a sender, so the channel never closes.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
     }
 
     /// The next network event.
-    pub(crate) async fn next_event(&mut self) -> NetEvent {
+    pub(crate) async fn next_event(&mut self) -> (AttemptId, Net) {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
-    }
-}
-
-impl NetEvent {
-    /// Feeds the event to the core's upload (`Written` needs no input).
-    pub(crate) fn apply(self, now: Instant, upload: &mut Upload) {
-        let NetEvent(id, net) = self;
-        match net {
-            Net::Connected => upload.handle_connected(now, id),
-            Net::ConnectFailed(message) => upload.handle_connect_failed(now, id, &message),
-            Net::ProbeResponse { status, http2 } => {
-                upload.handle_probe_response(now, id, status, http2)
-            }
-            Net::V2Head(status) => upload.handle_v2_response_head(now, id, status),
-            Net::V2Body(bytes) => upload.handle_v2_body(now, id, &bytes),
-            Net::V1Bytes(bytes) => upload.handle_v1_bytes(now, id, &bytes),
-            Net::ResponseEnd => upload.handle_response_end(now, id),
-            Net::StreamError(message) => upload.handle_stream_error(now, id, &message),
-            Net::Written(_) => {}
-        }
     }
 }

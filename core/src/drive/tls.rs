@@ -1,5 +1,7 @@
 //! TLS towards `https://` recorders: which roots are trusted, and the two
-//! ALPN offers the protocol asks for.
+//! ALPN offers the protocol asks for (feature `tls`). rustls is itself
+//! sans-IO; the adapters wrap it in their runtime's TLS streams
+//! (`tokio-rustls`, `futures-rustls`).
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -102,7 +104,7 @@ impl UploadTls {
     }
 
     /// The configuration for a connection that speaks v2 (`true`) or v1.
-    pub(crate) fn config(&self, v2: bool) -> Arc<ClientConfig> {
+    pub fn config(&self, v2: bool) -> Arc<ClientConfig> {
         if v2 {
             self.v2.clone()
         } else {

@@ -1,0 +1,181 @@
+//! A recorded session: a core [`Recording`] (a `Session` wired to its
+//! `Upload`) driven between two streams while its cast streams to a
+//! recorder ([`drive_recording`]), with a way to wait for the recorder
+//! before the session starts ([`RecordingHandle::wait_open`],
+//! [`start_recording`]).
+
+use crate::drive::port::{Driven, SinkPort};
+use crate::drive::{run, DriveError, DriveOptions, DriveSummary};
+use crate::upload::{Transport, UploadTls};
+use async_io::Timer;
+use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use kubecast_core::drive::{Deadline, Machine, RecordingMachine, SessionSink, UploadWork};
+use kubecast_core::recording::Recording;
+use kubecast_core::upload::UploadFailure;
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A [`Recording`] and the I/O of its upload, created as soon as the
+/// session is known (the upload dials at once) and driven with
+/// [`drive_recording`]; see [`kubecast_core::drive::RecordingMachine`]
+/// for the whole contract.
+#[derive(Debug)]
+pub struct RecordingHandle {
+    machine: RecordingMachine,
+    transport: Transport,
+    deadline: Deadline,
+}
+
+/// [`RecordingHandle::new`], then [`RecordingHandle::wait_open`]: on
+/// `Err` a fail-closed proxy refuses the request (nothing went upstream).
+pub async fn start_recording(
+    recording: Recording,
+    tls: UploadTls,
+) -> Result<RecordingHandle, UploadFailure> {
+    let mut handle = RecordingHandle::new(recording, tls);
+    handle.wait_open().await?;
+    Ok(handle)
+}
+
+/// Drives a recorded session between `client` and `upstream` — the loop of
+/// [`crate::drive`] — while its cast streams to the recorder; fail-closed
+/// ends it with [`crate::DriveErrorKind::RecordingFailed`]. The upload is
+/// run to its end before the sink's `finish`; the outcome is in
+/// [`DriveSummary::upload_completed`] / [`DriveSummary::upload_failure`].
+pub async fn drive_recording<C, U, S>(
+    handle: &mut RecordingHandle,
+    client: C,
+    upstream: U,
+    sink: &mut S,
+    options: &DriveOptions,
+) -> Result<DriveSummary, DriveError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+    S: SessionSink,
+{
+    let stop = std::future::pending();
+    run(handle, client, upstream, sink, options, stop).await
+}
+
+/// [`drive_recording`], ended early when `stop` completes (see
+/// [`crate::drive_until`]); the upload still gets to finish.
+pub async fn drive_recording_until<C, U, S, F>(
+    handle: &mut RecordingHandle,
+    client: C,
+    upstream: U,
+    sink: &mut S,
+    options: &DriveOptions,
+    stop: F,
+) -> Result<DriveSummary, DriveError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+    S: SessionSink,
+    F: Future<Output = ()>,
+{
+    run(handle, client, upstream, sink, options, stop).await
+}
+
+impl RecordingHandle {
+    /// Takes over `recording` (just created: its upload is dialling) and
+    /// starts the upload's I/O. `tls` is used for `https://` recorders.
+    pub fn new(recording: Recording, tls: UploadTls) -> Self {
+        let connect_timeout = recording.upload().config().attempt_budget;
+        let mut handle = RecordingHandle {
+            machine: RecordingMachine::new(recording),
+            transport: Transport::new(tls, connect_timeout),
+            deadline: Deadline::default(),
+        };
+        handle.execute_work();
+        handle
+    }
+
+    /// The core machine, for its getters (upload state, progress, attempt
+    /// log, session).
+    pub fn recording(&self) -> &Recording {
+        self.machine.recording()
+    }
+
+    /// The upload's failure, once it failed.
+    pub fn failure(&self) -> Option<&UploadFailure> {
+        self.machine.failure()
+    }
+
+    /// Runs the upload until it is open (a recorder accepted it: `Ok`) or
+    /// failed (every recorder tried, or the overall budget spent: `Err`,
+    /// with every attempt). Bounded by the upload's overall budget. The
+    /// upload log so far reaches the sink when the session is driven.
+    pub async fn wait_open(&mut self) -> Result<(), UploadFailure> {
+        loop {
+            self.execute_work();
+            if let Some(open) = self.machine.open_result() {
+                return open;
+            }
+            self.step().await;
+        }
+    }
+
+    fn execute_work(&mut self) {
+        while let Some(work) = self.machine.poll_work() {
+            self.transport.execute(work);
+        }
+    }
+
+    /// Fires the deadline if due, else waits for one network event or the
+    /// deadline.
+    async fn step(&mut self) {
+        if self.deadline.fire(Instant::now(), &mut self.machine) {
+            return;
+        }
+        let deadline = self.deadline.next(&self.machine);
+        let sleep = async {
+            match deadline {
+                Some(d) => {
+                    Timer::at(d).await;
+                }
+                None => std::future::pending().await,
+            }
+            None
+        };
+        let event = async { Some(self.transport.next_event().await) };
+        if let Some((attempt, net)) = future::or(event, sleep).await {
+            self.machine.handle_net(Instant::now(), attempt, net);
+        }
+    }
+}
+
+impl Driven for RecordingHandle {
+    type M = RecordingMachine;
+
+    fn machine(&mut self) -> &mut RecordingMachine {
+        &mut self.machine
+    }
+
+    fn execute(&mut self, work: UploadWork) {
+        self.transport.execute(work);
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.transport
+            .poll_event(cx)
+            .map(|(attempt, net)| self.machine.handle_net(Instant::now(), attempt, net))
+    }
+
+    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S>) {
+        loop {
+            // A sink error was already recorded by the port.
+            let _ = port.drain(self).await;
+            // A session that recorded nothing never finishes its upload:
+            // there is nothing to wait for (dropping the handle drops the
+            // connections).
+            if self.machine.settled() {
+                break;
+            }
+            self.step().await;
+        }
+        self.machine.clear_verdicts();
+    }
+}

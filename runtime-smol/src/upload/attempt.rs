@@ -1,0 +1,312 @@
+//! One attempt's connection: dial (TCP, TLS), then HTTP/2 through `h2`
+//! (v2) or raw HTTP/1.1 bytes (v1). It only does I/O: every result goes
+//! back to the driver as a [`Net`] event, every step comes from the core as
+//! an [`AttemptCommand`]. Dropping the future drops the connection.
+
+use super::UploadTls;
+use async_io::Timer;
+use async_net::TcpStream;
+use bytes::Bytes;
+use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::TlsConnector;
+use kubecast_core::drive::{AttemptCommand as Command, Net, SendQueue};
+use kubecast_core::upload::{AttemptId, Protocol, RecorderAddr, RequestHead, Scheme};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+/// The byte stream under HTTP: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type BoxIo = Box<dyn Io>;
+
+type Commands = async_channel::Receiver<Command>;
+
+/// Reports back to the driver; `false` when the driver is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    pub(crate) attempt: AttemptId,
+    pub(crate) tx: async_channel::Sender<(AttemptId, Net)>,
+}
+
+impl Reporter {
+    async fn send(&self, net: Net) -> bool {
+        self.tx.send((self.attempt, net)).await.is_ok()
+    }
+}
+
+/// The whole life of one attempt.
+pub(crate) async fn run(
+    recorder: RecorderAddr,
+    protocol: Protocol,
+    tls: UploadTls,
+    connect_timeout: Duration,
+    commands: Commands,
+    report: Reporter,
+) {
+    let v2 = protocol == Protocol::V2;
+    let (io, alpn_h2) = match connect(&recorder, v2, &tls, connect_timeout).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            report.send(Net::ConnectFailed(e.to_string())).await;
+            return;
+        }
+    };
+    if !report.send(Net::Connected).await {
+        return;
+    }
+    if v2 && recorder.scheme() == Scheme::Https && !alpn_h2 {
+        let message = "the recorder did not select ALPN h2";
+        report.send(Net::StreamError(message.into())).await;
+        return;
+    }
+    let result = match protocol {
+        Protocol::V2 => run_v2(io, &recorder, &commands, &report).await,
+        Protocol::V1 => run_v1(io, &commands, &report).await,
+    };
+    if let Err(e) = result {
+        report.send(Net::StreamError(e)).await;
+    }
+    // Keep the connection until the core closes the attempt: a completed
+    // upload is not torn down before the core has seen the last event.
+    while commands.recv().await.is_ok() {}
+}
+
+/// TCP (`TCP_NODELAY`), then TLS for `https://` with the ALPN the protocol
+/// asks for; `true` if the server picked `h2`.
+async fn connect(
+    recorder: &RecorderAddr,
+    v2: bool,
+    tls: &UploadTls,
+    limit: Duration,
+) -> io::Result<(BoxIo, bool)> {
+    let dial = async {
+        let tcp = TcpStream::connect(recorder.host_port()).await?;
+        tcp.set_nodelay(true)?;
+        if recorder.scheme() == Scheme::Http {
+            return Ok((Box::new(tcp) as BoxIo, false));
+        }
+        let name = rustls::pki_types::ServerName::try_from(recorder.host().to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let stream = TlsConnector::from(tls.config(v2))
+            .connect(name, tcp)
+            .await?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((Box::new(stream) as BoxIo, h2))
+    };
+    // The core's attempt budget normally ends a slow dial first; this bound
+    // holds even if nobody drives the core any more.
+    let expired = async {
+        Timer::after(limit).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    };
+    future::or(dial, expired).await
+}
+
+fn request(scheme: Scheme, head: &RequestHead) -> Result<http::Request<()>, String> {
+    let mut builder = http::Request::builder()
+        .method(head.method)
+        .uri(format!("{scheme}://{}{}", head.authority, head.path));
+    for (name, value) in &head.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(())
+        .map_err(|e| format!("bad request head: {e}"))
+}
+
+fn h2_error(e: h2::Error) -> String {
+    format!("HTTP/2: {e}")
+}
+
+/// v2: the h2 handshake and the probe on `Probe`, then the upload on
+/// `StartV2`. The h2 connection runs beside the request in this future
+/// (no task is spawned). `Err` is reported as a stream error.
+async fn run_v2(
+    io: BoxIo,
+    recorder: &RecorderAddr,
+    commands: &Commands,
+    report: &Reporter,
+) -> Result<(), String> {
+    let Ok(Command::Probe(probe)) = commands.recv().await else {
+        return Ok(());
+    };
+    let (client, connection) = h2::client::handshake(io.compat()).await.map_err(h2_error)?;
+    let requests = async {
+        let mut client = client.ready().await.map_err(h2_error)?;
+        let (response, _) = client
+            .send_request(request(recorder.scheme(), &probe)?, true)
+            .map_err(h2_error)?;
+        let status = response.await.map_err(h2_error)?.status().as_u16();
+        let probed = Net::ProbeResponse {
+            status,
+            http2: true,
+        };
+        if !report.send(probed).await {
+            return Ok(());
+        }
+        let Ok(Command::StartV2(start)) = commands.recv().await else {
+            return Ok(());
+        };
+        let mut client = client.ready().await.map_err(h2_error)?;
+        let (response, body) = client
+            .send_request(request(recorder.scheme(), &start)?, false)
+            .map_err(h2_error)?;
+        upload_v2(body, response, commands, report).await
+    };
+    // The connection ending first is an error the requests see too; keep
+    // waiting for them.
+    let connection = async {
+        let _ = connection.await;
+        std::future::pending::<Result<(), String>>().await
+    };
+    future::or(requests, connection).await
+}
+
+/// What woke the v2 upload.
+enum V2Wake {
+    Head(Result<http::Response<h2::RecvStream>, h2::Error>),
+    Data(Option<Result<Bytes, h2::Error>>),
+    Capacity(Option<Result<usize, h2::Error>>),
+    Command(Option<Command>),
+}
+
+/// The `POST /v2/record` stream: cast bytes out within h2 flow control,
+/// response head and ack frames in.
+async fn upload_v2(
+    mut body: h2::SendStream<Bytes>,
+    response: h2::client::ResponseFuture,
+    commands: &Commands,
+    report: &Reporter,
+) -> Result<(), String> {
+    let mut response = pin!(response);
+    let mut recv: Option<h2::RecvStream> = None;
+    let mut queue = SendQueue::default();
+    loop {
+        let want = queue.wanted();
+        if want > 0 {
+            body.reserve_capacity(want);
+        } else if queue.take_end() {
+            body.send_data(Bytes::new(), true).map_err(h2_error)?;
+        }
+        let mut next_command = pin!(commands.recv());
+        let wake = poll_fn(|cx| {
+            if recv.is_none() {
+                if let Poll::Ready(head) = response.as_mut().poll(cx) {
+                    return Poll::Ready(V2Wake::Head(head));
+                }
+            }
+            if let Some(r) = recv.as_mut() {
+                if let Poll::Ready(data) = r.poll_data(cx) {
+                    return Poll::Ready(V2Wake::Data(data));
+                }
+            }
+            if want > 0 {
+                if let Poll::Ready(capacity) = body.poll_capacity(cx) {
+                    return Poll::Ready(V2Wake::Capacity(capacity));
+                }
+            }
+            next_command
+                .as_mut()
+                .poll(cx)
+                .map(|c| V2Wake::Command(c.ok()))
+        })
+        .await;
+        match wake {
+            V2Wake::Head(head) => {
+                let head = head.map_err(h2_error)?;
+                let status = head.status().as_u16();
+                recv = Some(head.into_body());
+                if !report.send(Net::V2Head(status)).await {
+                    return Ok(());
+                }
+            }
+            V2Wake::Data(Some(Ok(chunk))) => {
+                let len = chunk.len();
+                if !report.send(Net::V2Body(chunk)).await {
+                    return Ok(());
+                }
+                // Released once the driver took it: a recorder cannot make
+                // us buffer more than the window.
+                if let Some(r) = recv.as_mut() {
+                    let _ = r.flow_control().release_capacity(len);
+                }
+            }
+            V2Wake::Data(Some(Err(e))) => return Err(h2_error(e)),
+            V2Wake::Data(None) => {
+                report.send(Net::ResponseEnd).await;
+                return Ok(());
+            }
+            V2Wake::Capacity(Some(Ok(n))) => {
+                let mut written = 0;
+                for chunk in queue.take(n) {
+                    written += chunk.len();
+                    body.send_data(chunk, false).map_err(h2_error)?;
+                }
+                if written > 0 {
+                    report.send(Net::Written(written)).await;
+                }
+            }
+            V2Wake::Capacity(Some(Err(e))) => return Err(h2_error(e)),
+            V2Wake::Capacity(None) => return Err("HTTP/2: the request stream closed".into()),
+            V2Wake::Command(Some(command)) => queue.push(command),
+            V2Wake::Command(None) => return Ok(()),
+        }
+    }
+}
+
+/// v1: write the head on `StartV1`, then every `Send` as it is; every byte
+/// read goes back as it comes, EOF as the response end.
+async fn run_v1(io: BoxIo, commands: &Commands, report: &Reporter) -> Result<(), String> {
+    let Ok(Command::StartV1(head)) = commands.recv().await else {
+        return Ok(());
+    };
+    let (mut rd, mut wr) = futures_lite::io::split(io);
+    let write = async {
+        wr.write_all(&head).await?;
+        wr.flush().await?;
+        while let Ok(command) = commands.recv().await {
+            match command {
+                Command::Send(bytes) => {
+                    wr.write_all(&bytes).await?;
+                    wr.flush().await?;
+                    report.send(Net::Written(bytes.len())).await;
+                }
+                // The terminal chunk was the last `Send`; the socket is not
+                // half-closed (some servers take that as an abort).
+                Command::EndStream => wr.flush().await?,
+                _ => {}
+            }
+        }
+        Ok::<(), io::Error>(())
+    };
+    let read = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            let event = match n {
+                0 => Net::ResponseEnd,
+                n => Net::V1Bytes(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+            };
+            if !report.send(event).await || n == 0 {
+                // Wait here: the writer may still have work until the core
+                // closes the attempt.
+                return std::future::pending::<io::Result<()>>().await;
+            }
+        }
+    };
+    let write = async {
+        write
+            .await
+            .map_err(|e| format!("writing to the recorder: {e}"))
+    };
+    let read = async {
+        read.await
+            .map_err(|e| format!("reading from the recorder: {e}"))
+    };
+    future::or(write, read).await
+}

@@ -1,0 +1,133 @@
+//! The recorder upload's I/O on futures-io: executes the core's
+//! [`UploadWork`] and reports what happens on the wire as [`Net`] events
+//! for `RecordingMachine::handle_net`. It decides nothing — the core does.
+//!
+//! Each attempt (`Connect` … `Close`) is one future that owns its
+//! connection: TCP (`async-net`), TLS for `https://` (`futures-rustls`),
+//! then HTTP/2 via `h2` over tokio-util's futures-io compat (v2) or raw
+//! HTTP/1.1 bytes (v1). The attempts are not spawned: the driver polls
+//! them in place whenever it waits, so this crate needs no executor of its
+//! own and runs on smol, async-std or any other. Commands reach an attempt
+//! on an unbounded queue (the core bounds what goes in: the write gate and
+//! `max_unacked`); events come back on one bounded channel, so a chatty
+//! recorder waits for the driver. `Close` drops the future and with it the
+//! connection.
+
+mod attempt;
+
+pub use kubecast_core::drive::UploadTls;
+
+use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
+use kubecast_core::upload::AttemptId;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Events buffered between the attempts and the driver.
+const EVENTS: usize = 64;
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The attempts in flight and the channel they report on.
+pub(crate) struct Transport {
+    tls: UploadTls,
+    connect_timeout: Duration,
+    attempts: HashMap<AttemptId, AttemptHandle>,
+    tx: async_channel::Sender<(AttemptId, Net)>,
+    rx: async_channel::Receiver<(AttemptId, Net)>,
+}
+
+struct AttemptHandle {
+    commands: async_channel::Sender<AttemptCommand>,
+    /// `None` once the attempt's future has finished.
+    task: Option<Task>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("attempts", &self.attempts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// `connect_timeout` bounds a dial even when the core is not driven
+    /// (its attempt budget normally ends a slow dial first).
+    pub(crate) fn new(tls: UploadTls, connect_timeout: Duration) -> Transport {
+        let (tx, rx) = async_channel::bounded(EVENTS);
+        Transport {
+            tls,
+            connect_timeout,
+            attempts: HashMap::new(),
+            tx,
+            rx,
+        }
+    }
+
+    /// Carries out one piece of the core's upload work.
+    pub(crate) fn execute(&mut self, work: UploadWork) {
+        match work {
+            UploadWork::Connect {
+                attempt,
+                recorder,
+                protocol,
+            } => {
+                let (commands, rx) = async_channel::unbounded();
+                let report = attempt::Reporter {
+                    attempt,
+                    tx: self.tx.clone(),
+                };
+                let task: Task = Box::pin(attempt::run(
+                    recorder,
+                    protocol,
+                    self.tls.clone(),
+                    self.connect_timeout,
+                    rx,
+                    report,
+                ));
+                let handle = AttemptHandle {
+                    commands,
+                    task: Some(task),
+                };
+                self.attempts.insert(attempt, handle);
+            }
+            UploadWork::Close { attempt } => {
+                self.attempts.remove(&attempt);
+            }
+            UploadWork::Command { attempt, command } => {
+                if let Some(a) = self.attempts.get(&attempt) {
+                    // An attempt that already ended reported its end itself.
+                    let _ = a.commands.try_send(command);
+                }
+            }
+        }
+    }
+
+    /// Runs the attempts, then returns the next network event if one is
+    /// waiting.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
+        for handle in self.attempts.values_mut() {
+            if let Some(task) = &mut handle.task {
+                if task.as_mut().poll(cx).is_ready() {
+                    handle.task = None;
+                }
+            }
+        }
+        // Only the attempts send, and they run only here: what they sent
+        // is in the channel now, and a full channel wakes a waiting
+        // attempt (so this task) when an event is taken.
+        match self.rx.try_recv() {
+            Ok(event) => Poll::Ready(event),
+            Err(_) => Poll::Pending,
+        }
+    }
+
+    /// The next network event.
+    pub(crate) async fn next_event(&mut self) -> (AttemptId, Net) {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+}

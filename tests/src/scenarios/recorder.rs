@@ -1,0 +1,444 @@
+//! Recorded sessions against the real `kubecast recorder`, for any
+//! [`Runtime`]: complete over v2 and v1, failover, TLS, the ack window
+//! (fail-closed and fail-open), and the recorder killed mid-upload.
+
+use super::script::*;
+use super::{
+    eventually, socket_pair, wait_log, Collect, Peer, RecordJob, Recorded, RecorderPeer, Runtime,
+    STEP,
+};
+use kubecast_core::drive::{DriveErrorKind, DriveOptions, UploadEvent, UploadTls};
+use kubecast_core::recording::Policy;
+use kubecast_core::upload::{
+    AttemptError, FailureReason, Protocol, Stage, Then, UploadConfig, UploadFailure,
+};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The ack window of the scenarios that let it expire.
+pub const WINDOW: Duration = Duration::from_millis(500);
+
+/// One recorded session being driven: the client's and the upstream's
+/// ends, the sink, and the thread running the adapter.
+#[derive(Debug)]
+pub struct Harness {
+    pub client: Peer,
+    pub upstream: Peer,
+    pub sink: Collect,
+    driven: JoinHandle<Recorded>,
+}
+
+impl Harness {
+    /// Starts driving `recording` on runtime `R`. With `wait_open`, waits
+    /// for the upload to open first and returns its failure if it did not.
+    pub fn start<R: Runtime>(
+        recording: kubecast_core::recording::Recording,
+        tls: UploadTls,
+        wait_open: bool,
+    ) -> Result<Harness, Box<UploadFailure>> {
+        let (client, client_driver) = socket_pair();
+        let (upstream, upstream_driver) = socket_pair();
+        let sink = Collect::default();
+        let (opened, open_result) = mpsc::channel();
+        let job = RecordJob {
+            recording,
+            tls,
+            wait_open,
+            opened,
+            client: client_driver,
+            upstream: upstream_driver,
+            options: DriveOptions::default(),
+            sink: sink.clone(),
+        };
+        let driven = std::thread::spawn(move || R::record(job));
+        if wait_open {
+            open_result
+                .recv_timeout(STEP)
+                .expect("the upload opens or fails in time")
+                .map_err(Box::new)?;
+        }
+        Ok(Harness {
+            client,
+            upstream,
+            sink,
+            driven,
+        })
+    }
+
+    /// Waits for the adapter to finish.
+    pub fn join(self) -> (Recorded, super::Received) {
+        let recorded = self.driven.join().expect("the adapter thread");
+        (recorded, self.sink.received())
+    }
+
+    /// Request, 101 and a first output (`before`), all forwarded.
+    pub fn open_session(&mut self) {
+        self.client.write(REQUEST);
+        assert_eq!(self.upstream.read_n(REQUEST.len()), REQUEST);
+        let mut down = SWITCHED.to_vec();
+        down.extend(from_upstream(1, b"before\r\n"));
+        self.upstream.write(&down);
+        assert_eq!(self.client.read_n(down.len()), down);
+    }
+
+    /// Output, exit and close both ways from an open session, checking
+    /// that every byte arrives unchanged.
+    pub fn finish_session(&mut self, output: &[u8]) {
+        let down = from_upstream(1, output);
+        self.upstream.write(&down);
+        assert_eq!(self.client.read_n(down.len()), down);
+        let input = from_client(0, b"exit\n");
+        self.client.write(&input);
+        assert_eq!(self.upstream.read_n(input.len()), input);
+        let down = from_upstream(3, SUCCESS);
+        self.upstream.write(&down);
+        self.upstream.shutdown();
+        assert_eq!(self.client.read_to_eof(), down);
+        let close = client_close();
+        self.client.write(&close);
+        self.client.shutdown();
+        assert_eq!(self.upstream.read_to_eof(), close);
+    }
+}
+
+fn started(events: &[UploadEvent]) -> Option<&UploadEvent> {
+    events
+        .iter()
+        .find(|e| matches!(e, UploadEvent::Started { .. }))
+}
+
+fn started_with(events: &[UploadEvent], protocol: Protocol) -> bool {
+    matches!(started(events), Some(UploadEvent::Started { protocol: p, .. }) if *p == protocol)
+}
+
+/// Waits for `recorder` to store exactly one complete recording.
+fn stored(recorder: &dyn RecorderPeer) -> Vec<u8> {
+    let name = eventually("a stored recording", || {
+        let files = recorder.files();
+        (files.len() == 1).then(|| files[0].clone())
+    });
+    assert!(!name.contains("_incomplete"), "{name}");
+    recorder.read(&name)
+}
+
+/// Records the scripted session fail-closed to `recorders` and checks the
+/// outcome: completed, the recorder's file equals the replayed cast, the
+/// cast did not go to the sink. Returns the upload log.
+pub fn record_to<R: Runtime>(
+    recorder: &dyn RecorderPeer,
+    recorders: &[String],
+    tls: UploadTls,
+) -> Vec<UploadEvent> {
+    let recording = recording(upload_config(recorders), Policy::FailClosed);
+    // Fail-closed: the recorder is there before anything goes upstream.
+    let mut h = Harness::start::<R>(recording, tls, true).expect("a recorder accepts the upload");
+    h.open_session();
+    h.finish_session("warning: é\n".as_bytes());
+    let (recorded, got) = h.join();
+    let summary = recorded.result.expect("driven").expect("a clean end");
+    assert!(got.finished);
+    assert!(got.cast.is_empty(), "the cast goes to the recorder");
+    let expected = replayed_cast(&got.capture);
+    assert_eq!(summary.upload_completed, Some(expected.len() as u64));
+    assert!(summary.upload_failure.is_none(), "{summary:?}");
+    assert_eq!(recorded.acked, expected.len() as u64);
+    let stored = stored(recorder);
+    assert_eq!(
+        String::from_utf8_lossy(&stored),
+        String::from_utf8_lossy(&expected)
+    );
+    assert!(matches!(
+        got.upload.last(),
+        Some(UploadEvent::Completed { bytes }) if *bytes == expected.len() as u64
+    ));
+    got.upload
+}
+
+/// A session arrives complete over v2 (h2c), with no failed attempt.
+pub fn arrives_over_v2<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let log = record_to::<R>(recorder, &[recorder.url()], UploadTls::default());
+    assert!(started_with(&log, Protocol::V2), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|e| matches!(e, UploadEvent::AttemptFailed(_))),
+        "{log:?}"
+    );
+    wait_log(recorder, "v2 complete", 1);
+}
+
+/// Behind a front without h2c the probe fails and v1 goes through.
+pub fn arrives_over_v1_behind_an_http1_only_front<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let front = h1_only_front(recorder.addr());
+    let log = record_to::<R>(recorder, &[format!("http://{front}")], UploadTls::default());
+    let UploadEvent::AttemptFailed(probe) = &log[0] else {
+        panic!("expected the failed probe first: {log:?}");
+    };
+    assert_eq!(
+        (probe.protocol, probe.stage, probe.then),
+        (Protocol::V2, Stage::Probe, Then::FallBackToV1),
+        "{probe}"
+    );
+    assert!(started_with(&log, Protocol::V1), "{log:?}");
+    wait_log(recorder, "v1 complete", 1);
+}
+
+/// A refused address is skipped for the next recorder.
+pub fn fails_over_from_a_refused_recorder<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let dead = refused_addr();
+    let log = record_to::<R>(
+        recorder,
+        &[format!("http://{dead}"), recorder.url()],
+        UploadTls::default(),
+    );
+    let UploadEvent::AttemptFailed(first) = &log[0] else {
+        panic!("expected the refused attempt first: {log:?}");
+    };
+    assert_eq!(first.recorder.port(), dead.port());
+    assert_eq!(
+        (first.stage, first.then),
+        (Stage::Connect, Then::NextRecorder)
+    );
+    assert!(
+        matches!(&first.error, AttemptError::Connect(m) if m.to_lowercase().contains("refused")),
+        "{first}"
+    );
+    let Some(UploadEvent::Started { recorder: r, .. }) = started(&log) else {
+        panic!("no start: {log:?}");
+    };
+    assert_eq!(r.port(), recorder.addr().port());
+}
+
+/// An `https://` recorder with a private CA: untrusted without it (every
+/// attempt fails on the certificate), ALPN h2 and v2 with it.
+pub fn tls_with_a_private_ca<R: Runtime>(recorder: &dyn RecorderPeer, ca_file: &Path) {
+    let url = format!("https://localhost:{}", recorder.addr().port());
+    let recording = recording(
+        upload_config(std::slice::from_ref(&url)),
+        Policy::FailClosed,
+    );
+    let Err(failure) = Harness::start::<R>(recording, UploadTls::default(), true) else {
+        panic!("an untrusted certificate was accepted");
+    };
+    assert!(
+        failure
+            .attempts
+            .iter()
+            .all(|a| matches!(&a.error, AttemptError::Connect(m) if m.contains("certificate"))),
+        "{failure}"
+    );
+    let tls = UploadTls::from_ca_file(ca_file).expect("the CA file");
+    let log = record_to::<R>(recorder, &[url], tls);
+    assert!(started_with(&log, Protocol::V2), "{log:?}");
+    let line = wait_log(recorder, "v2 complete", 1);
+    assert!(line[0].contains(" tls "), "{line:?}");
+}
+
+fn short_window(url: String) -> UploadConfig {
+    let mut config = upload_config(&[url]);
+    config.ack_window = WINDOW;
+    config
+}
+
+/// An open session with a short ack window whose recorder is then stopped
+/// (SIGSTOP): it acknowledges nothing from here on; one more output goes
+/// through.
+fn stopped_while_recording<R: Runtime>(recorder: &mut dyn RecorderPeer, policy: Policy) -> Harness {
+    let recording = recording(short_window(recorder.url()), policy);
+    let mut h = Harness::start::<R>(recording, UploadTls::default(), true).expect("open");
+    h.open_session();
+    recorder.signal("STOP");
+    let down = from_upstream(1, b"while stopped\r\n");
+    h.upstream.write(&down);
+    assert_eq!(h.client.read_n(down.len()), down);
+    h
+}
+
+/// A recorder that stops acknowledging (SIGSTOP) makes the ack window run
+/// out: a fail-closed session ends — the client gets the core's last words
+/// and end of file, the upstream end of file, later output goes nowhere.
+pub fn ack_window_expiry_ends_a_fail_closed_session<R: Runtime>(recorder: &mut dyn RecorderPeer) {
+    let mut h = stopped_while_recording::<R>(recorder, Policy::FailClosed);
+    let rest = h.client.read_to_eof();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("recording was lost"), "{text:?}");
+    assert!(
+        text.contains("no ack frame within the ack window"),
+        "{text:?}"
+    );
+    assert!(h.upstream.read_to_eof().is_empty());
+    let _ = h.upstream.try_write(&from_upstream(1, b"LATE-OUTPUT\r\n"));
+    let (recorded, got) = h.join();
+    recorder.signal("CONT");
+    let error = recorded
+        .result
+        .expect("driven")
+        .expect_err("fail-closed ends the session");
+    let DriveErrorKind::RecordingFailed(failure) = &error.kind else {
+        panic!("{error}");
+    };
+    assert!(
+        failure
+            .attempts
+            .iter()
+            .any(|a| matches!(a.error, AttemptError::AckWindowExpired(w) if w == WINDOW)),
+        "{failure}"
+    );
+    assert_eq!(error.summary.upload_failure.as_ref(), Some(&**failure));
+    assert!(matches!(got.upload.last(), Some(UploadEvent::Failed(_))));
+    assert!(recorded.failure.is_some());
+    assert!(got.finished);
+}
+
+/// The same expiry under fail-open: reported, and the session goes on to
+/// its end, forwarding everything.
+pub fn ack_window_expiry_is_reported_and_a_fail_open_session_goes_on<R: Runtime>(
+    recorder: &mut dyn RecorderPeer,
+) {
+    let mut h = stopped_while_recording::<R>(recorder, Policy::FailOpen);
+    let sink = h.sink.clone();
+    eventually("the upload to fail", || {
+        sink.received()
+            .upload
+            .iter()
+            .any(|e| matches!(e, UploadEvent::Failed(_)))
+            .then_some(())
+    });
+    h.finish_session(b"LATE-OUTPUT\r\n");
+    let (recorded, _) = h.join();
+    recorder.signal("CONT");
+    let summary = recorded
+        .result
+        .expect("driven")
+        .expect("fail-open: a clean end");
+    let failure = summary.upload_failure.expect("the loss is reported");
+    assert!(
+        failure
+            .attempts
+            .iter()
+            .any(|a| matches!(a.error, AttemptError::AckWindowExpired(_))),
+        "{failure}"
+    );
+    assert!(summary.recording.is_some(), "the session itself finished");
+}
+
+/// SIGKILL mid-upload: fail-open goes on, the upload is `Interrupted` with
+/// acknowledged bytes, and a restarted recorder recovers the temporary
+/// file as `_incomplete`, holding at least what was acknowledged.
+pub fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast<R: Runtime>(
+    recorder: &mut dyn RecorderPeer,
+) {
+    let recording = recording(upload_config(&[recorder.url()]), Policy::FailOpen);
+    let mut h = Harness::start::<R>(recording, UploadTls::default(), true).expect("open");
+    h.open_session();
+    eventually("the recorder to write the output", || {
+        let partial = recorder.hidden().into_iter().next()?;
+        String::from_utf8_lossy(&recorder.read(&partial))
+            .contains("before")
+            .then_some(())
+    });
+    // Its ack goes out within ~50 ms of the write.
+    std::thread::sleep(Duration::from_millis(300));
+    recorder.signal("KILL");
+    std::thread::sleep(Duration::from_millis(200));
+    h.finish_session(b"after the recorder died\r\n");
+    let (recorded, _) = h.join();
+    let summary = recorded
+        .result
+        .expect("driven")
+        .expect("fail-open: a clean end");
+    let failure = summary.upload_failure.expect("the loss is reported");
+    assert!(
+        matches!(failure.reason, FailureReason::Interrupted { .. }),
+        "{failure}"
+    );
+    assert!(
+        failure.acked > 0 && failure.acked <= failure.sent,
+        "{failure:?}"
+    );
+    assert_eq!(recorder.files(), Vec::<String>::new());
+    assert_eq!(recorder.hidden().len(), 1, "{:?}", recorder.hidden());
+    recorder.restart();
+    let name = eventually("the recovered recording", || {
+        recorder.files().into_iter().next()
+    });
+    assert!(name.ends_with("_incomplete.cast"), "{name}");
+    let kept = recorder.read(&name);
+    assert!(
+        kept.len() as u64 >= failure.acked,
+        "{} < {failure:?}",
+        kept.len()
+    );
+    assert!(String::from_utf8_lossy(&kept).contains("before"));
+}
+
+/// An address nothing listens on (connection refused).
+pub fn refused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    drop(listener);
+    addr
+}
+
+/// A front that speaks only HTTP/1.1, like an L7 proxy without h2c: a
+/// connection that opens with the HTTP/2 preface (`PRI …`) is closed at
+/// once; any other is relayed byte for byte to `target` (threads; the
+/// listener lives as long as the test process).
+pub fn h1_only_front(target: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(mut inbound) = inbound else { return };
+            std::thread::spawn(move || {
+                let _ = inbound.set_read_timeout(Some(STEP * 3));
+                let mut first = [0u8; 3];
+                if inbound.read_exact(&mut first).is_err() || &first == b"PRI" {
+                    return;
+                }
+                let Ok(mut outbound) = TcpStream::connect(target) else {
+                    return;
+                };
+                if outbound.write_all(&first).is_err() {
+                    return;
+                }
+                let (Ok(mut up_in), Ok(mut down_out)) = (inbound.try_clone(), outbound.try_clone())
+                else {
+                    return;
+                };
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_in, &mut outbound);
+                    let _ = outbound.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut down_out, &mut inbound);
+                let _ = inbound.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    addr
+}
+
+/// A private CA and a `localhost` certificate it signed, as PEM files in
+/// `dir`: `(cert, key, ca)`.
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kubecast upload test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("the CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("parameters");
+    let cert = params.signed_by(&key, &issuer).expect("the certificate");
+    let files = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+    std::fs::write(&files.0, cert.pem()).expect("write the certificate");
+    std::fs::write(&files.1, key.serialize_pem()).expect("write the key");
+    std::fs::write(&files.2, ca_cert.pem()).expect("write the CA");
+    files
+}
