@@ -18,9 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// A [`Recording`] and the I/O of its upload, created as soon as the
-/// session is known (the upload dials at once) and driven with
-/// [`drive_recording`]; see [`kubecast_core::drive::RecordingMachine`]
-/// for the whole contract.
+/// session is known and driven with [`drive_recording`]; see
+/// [`kubecast_core::drive::RecordingMachine`] for the whole contract.
+/// Nothing is spawned: the upload's connections make progress while the
+/// handle is awaited ([`RecordingHandle::wait_open`], [`drive_recording`]),
+/// so the first dial starts then, not in [`RecordingHandle::new`].
 #[derive(Debug)]
 pub struct RecordingHandle {
     machine: RecordingMachine,
