@@ -182,8 +182,8 @@ fn complete(events: &[Event], pick: fn(&Event) -> bool) -> usize {
 }
 
 async fn get_and_exec_are_audited(transport: Transport) {
-    let files = Scratch::new("audit-files");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-files");
+    let spill = path_str(&files.join("spill"));
     let upstream = TestUpstream::start().await;
     let receiver = Receiver::start().await;
     let proxy = audit_proxy(&upstream, &receiver, &files, &spill, &[]);
@@ -323,8 +323,8 @@ async fn some_gets(proxy: &Proxy, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_outage_loses_nothing() {
-    let files = Scratch::new("audit-outage");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-outage");
+    let spill = path_str(&files.join("spill"));
     let upstream = TestUpstream::start().await;
     let mut receiver = Receiver::start().await;
     let proxy = audit_proxy(&upstream, &receiver, &files, &spill, &[]);
@@ -345,8 +345,8 @@ async fn a_receiver_outage_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_spilled_at_shutdown_arrive_after_a_restart() {
-    let files = Scratch::new("audit-restart");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-restart");
+    let spill = path_str(&files.join("spill"));
     let upstream = TestUpstream::start().await;
     let mut receiver = Receiver::start().await;
     receiver.down();
@@ -389,7 +389,7 @@ async fn events_spilled_at_shutdown_arrive_after_a_restart() {
 
 #[tokio::test]
 async fn kubectl_accepts_the_webhook_config() {
-    let files = Scratch::new("audit-config");
+    let files = Scratch::create("audit-config");
     let file = webhook_config(&files, "http://127.0.0.1:9/audit");
     let Some(kubectl) = kubecast_tests::kubectl::kubectl_or_skip("audit webhook config") else {
         return;
@@ -415,8 +415,8 @@ async fn kubectl_accepts_the_webhook_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_with_level_none_for_get_silences_gets_only() {
-    let files = Scratch::new("audit-policy");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-policy");
+    let spill = path_str(&files.join("spill"));
     let policy = files.write(
         "policy.yaml",
         "apiVersion: audit.k8s.io/v1
@@ -461,7 +461,7 @@ rules:
 
 #[tokio::test]
 async fn a_bad_policy_file_is_refused_at_startup() {
-    let files = Scratch::new("audit-bad-policy");
+    let files = Scratch::create("audit-bad-policy");
     let config = webhook_config(&files, "http://127.0.0.1:9");
     let policy = files.write("policy.yaml", "apiVersion: v1\nkind: Policy\nrules: []\n");
     let err = Proxy::start_error(&[
@@ -477,8 +477,8 @@ async fn a_bad_policy_file_is_refused_at_startup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_mode_names_the_user_and_the_impersonated_user() {
-    let files = Scratch::new("audit-token");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-token");
+    let spill = path_str(&files.join("spill"));
     let tokens = files.write("tokens.csv", "alice-token,alice,uid-1,\"dev,ops\"\n");
     let upstream = TestUpstream::start().await;
     let receiver = Receiver::start().await;
@@ -538,8 +538,8 @@ async fn token_mode_names_the_user_and_the_impersonated_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_mode_waits_for_the_webhook_and_can_fail_closed() {
-    let files = Scratch::new("audit-blocking");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-blocking");
+    let spill = path_str(&files.join("spill"));
     let upstream = TestUpstream::start().await;
     let receiver = Receiver::start().await;
     let path = "/api/v1/namespaces/default/pods/demo";
@@ -584,8 +584,8 @@ async fn blocking_mode_waits_for_the_webhook_and_can_fail_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fail_open_loss_is_annotated_as_unrecorded() {
-    let files = Scratch::new("audit-fail-open");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-fail-open");
+    let spill = path_str(&files.join("spill"));
     let upstream = TestUpstream::start().await;
     let receiver = Receiver::start().await;
     let proxy = audit_proxy(
@@ -665,8 +665,8 @@ async fn watch_upstream(hold: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_is_started_and_completes_when_its_body_ends() {
-    let files = Scratch::new("audit-watch");
-    let spill = path_str(&files.path("spill"));
+    let files = Scratch::create("audit-watch");
+    let spill = path_str(&files.join("spill"));
     let receiver = Receiver::start().await;
     let config = webhook_config(&files, &receiver.url());
     let upstream = watch_upstream(Duration::from_millis(500)).await;

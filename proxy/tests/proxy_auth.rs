@@ -192,7 +192,7 @@ async fn token_auth_impersonates_the_token_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_status_objects() {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("status");
+    let dir = Scratch::create("status");
     let tokens = dir.write("tokens.csv", TOKENS);
     let proxy = Proxy::start(&[
         "--auth",
@@ -361,7 +361,7 @@ async fn x509_auth_uses_cn_and_o() {
 
 #[test]
 fn bad_auth_configurations_are_refused_at_startup() {
-    let dir = Scratch::new("bad-auth");
+    let dir = Scratch::create("bad-auth");
     let tokens = dir.write("tokens.csv", "t1,alice,1\nt2,\"bob\n");
     let err = Proxy::start_error(&[
         "--upstream",

@@ -49,8 +49,8 @@ enum To {
 
 async fn drain(transport: Transport, to: To) {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("drain-casts");
-    let casts_dir = path_str(&dir.0);
+    let dir = Scratch::create("drain-casts");
+    let casts_dir = path_str(dir.path());
     let url = upstream.url();
     let mut args = vec![
         "--auth",
@@ -124,7 +124,7 @@ async fn drain(transport: Transport, to: To) {
     // Both recordings are finished: two complete casts, every line valid.
     let found = match &recorder {
         Some(recorder) => casts(&recorder.dir),
-        None => casts(&dir.0),
+        None => casts(dir.path()),
     };
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(

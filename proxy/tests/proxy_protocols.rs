@@ -122,8 +122,8 @@ async fn metrics(proxy: &Proxy) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforced_an_unrecordable_offer_is_refused_before_the_upstream() {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("offers-enforced");
-    let proxy = start(&upstream, &dir.0, true);
+    let dir = Scratch::create("offers-enforced");
+    let proxy = start(&upstream, dir.path(), true);
     let cases = [
         (
             websocket_head("v9.channel.k8s.io"),
@@ -167,9 +167,9 @@ async fn enforced_an_unrecordable_offer_is_refused_before_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_an_unrecordable_offer_is_relayed_unrecorded() {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("offers-open");
+    let dir = Scratch::create("offers-open");
     let url = upstream.url();
-    let casts = path_str(&dir.0);
+    let casts = path_str(dir.path());
     let proxy = Proxy::start(&[
         "--auth",
         "noauth",
@@ -240,8 +240,8 @@ async fn a_partly_recordable_offer_goes_upstream_narrowed_and_is_recorded() {
         ),
     ] {
         let upstream = TestUpstream::start().await;
-        let dir = Scratch::new("offers-narrowed");
-        let proxy = start(&upstream, &dir.0, true);
+        let dir = Scratch::create("offers-narrowed");
+        let proxy = start(&upstream, dir.path(), true);
         let (response, mut stream) = send(proxy.addr, &head).await;
         assert_eq!(response.status, 101, "{response:?}");
         assert!(
@@ -268,7 +268,7 @@ async fn a_partly_recordable_offer_goes_upstream_narrowed_and_is_recorded() {
             rest.extend(read_to_end(&mut stream).await);
             assert!(find(&rest, b"hi\n").is_some(), "{rest:?}");
             drop(stream);
-            let found = wait_for_casts(&dir.0, 1).await;
+            let found = wait_for_casts(dir.path(), 1).await;
             assert_eq!(found.len(), 1, "{found:?}");
             let cast = std::fs::read_to_string(&found[0]).unwrap();
             assert!(cast.contains(r#""o", "hi\n""#), "{cast}");

@@ -78,8 +78,8 @@ async fn setup(
 }
 
 async fn echo_is_recorded_to_the_directory(transport: Transport) {
-    let dir = Scratch::new("casts");
-    let d = path_str(&dir.0);
+    let dir = Scratch::create("casts");
+    let d = path_str(dir.path());
     let upstream = TestUpstream::start().await;
     let Some((upstream, proxy, kubectl)) = setup(
         "echo_recorded",
@@ -101,7 +101,7 @@ async fn echo_is_recorded_to_the_directory(transport: Transport) {
     );
     let sessions = upstream.wait_finished(1, Duration::from_secs(10)).await;
     assert_eq!(sessions[0].exit, Some(SessionExit::Code(0)));
-    let lines = wait_casts(&dir.0, 1).await.remove(0);
+    let lines = wait_casts(dir.path(), 1).await.remove(0);
     let header = header(&lines);
     let k8s = &header["kubernetes"];
     assert_eq!(
@@ -126,8 +126,8 @@ async fn echo_is_recorded_to_the_directory(transport: Transport) {
 }
 
 async fn a_failing_command_is_recorded_with_its_code(transport: Transport) {
-    let dir = Scratch::new("casts");
-    let d = path_str(&dir.0);
+    let dir = Scratch::create("casts");
+    let d = path_str(dir.path());
     let upstream = TestUpstream::start().await;
     let Some((_upstream, _proxy, kubectl)) =
         setup("exit_code", transport, upstream, &["--recordings-dir", &d]).await
@@ -141,7 +141,7 @@ async fn a_failing_command_is_recorded_with_its_code(transport: Transport) {
         (Some(3), "out\n".into()),
         "{out}"
     );
-    let lines = wait_casts(&dir.0, 1).await.remove(0);
+    let lines = wait_casts(dir.path(), 1).await.remove(0);
     assert!(
         lines.iter().any(|l| l.contains(r#""o", "out\n""#)),
         "{lines:#?}"
@@ -171,7 +171,7 @@ async fn a_tty_session_records_its_sizes(transport: Transport) {
         "{:?}",
         String::from_utf8_lossy(&out.transcript)
     );
-    let lines = wait_casts(&proxy.home.path("recordings"), 1)
+    let lines = wait_casts(&proxy.home.join("recordings"), 1)
         .await
         .remove(0);
     let header = header(&lines);
@@ -190,8 +190,8 @@ async fn a_tty_session_records_its_sizes(transport: Transport) {
 async fn sessions_are_uploaded_to_the_recorder(transport: Transport) {
     let recorder = recorder_support::Server::start("proxy-recorder", &[]);
     let addr = recorder.addr.to_string();
-    let dir = Scratch::new("unused");
-    let d = path_str(&dir.0);
+    let dir = Scratch::create("unused");
+    let d = path_str(dir.path());
     let upstream = TestUpstream::start().await;
     let args = ["--recorder", &addr, "--recordings-dir", &d];
     let Some((_upstream, proxy, kubectl)) = setup("to_recorder", transport, upstream, &args).await
@@ -213,7 +213,7 @@ async fn sessions_are_uploaded_to_the_recorder(transport: Transport) {
         "{lines:#?}"
     );
     assert_ends_with_exit(&lines, 0, transport);
-    assert!(casts(&dir.0).is_empty(), "nothing stored locally");
+    assert!(casts(dir.path()).is_empty(), "nothing stored locally");
     proxy
         .wait_log(&[
             "session ended (recorded)",
@@ -325,12 +325,12 @@ async fn rules_can_skip_recording(transport: Transport) {
         ..Default::default()
     };
     let upstream = TestUpstream::start_with(config).await;
-    let dir = Scratch::new("rules");
+    let dir = Scratch::create("rules");
     let rules = dir.write(
         "rules.yaml",
         "rules:\n- namespaces: [\"kube-*\"]\n  pods: [\"coredns-?\"]\n  record: false\n",
     );
-    let casts_dir = dir.path("casts");
+    let casts_dir = dir.join("casts");
     let c = path_str(&casts_dir);
     let args = ["--config", &rules, "--recordings-dir", &c];
     let Some((_upstream, proxy, kubectl)) = setup("rules", transport, upstream, &args).await else {
@@ -387,7 +387,7 @@ async fn the_token_user_is_in_the_cast_header() {
         .dir
         .write("tokens.csv", "alice-token,alice,uid-42,\"dev,ops\"\n");
     let proxy_token = pki.dir.write("proxy-token", "proxy-token\n");
-    let casts_dir = pki.dir.path("casts");
+    let casts_dir = pki.dir.join("casts");
     let c = path_str(&casts_dir);
     let url = upstream.url();
     let mut args = vec![
@@ -442,7 +442,7 @@ async fn the_token_user_is_in_the_cast_header() {
 /// An invalid rules file stops the proxy at startup with a clear message.
 #[test]
 fn an_invalid_rules_file_is_a_startup_error() {
-    let dir = Scratch::new("bad-rules");
+    let dir = Scratch::create("bad-rules");
     let rules = dir.write("rules.yaml", "rules:\n- namespace: [x]\n");
     let err = Proxy::start_error(&["--upstream", "http://127.0.0.1:1", "--config", &rules]);
     assert!(err.contains("rules.yaml"), "{err}");

@@ -27,8 +27,8 @@ async fn echo(kubectl: &Kubectl) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("reload");
-    let casts_dir = dir.path("casts");
+    let dir = Scratch::create("reload");
+    let casts_dir = dir.join("casts");
     let rules = dir.write(
         "rules.yaml",
         "rules:\n- pods: [\"demo\"]\n  record: false\n",

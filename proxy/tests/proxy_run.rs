@@ -21,9 +21,9 @@ struct Setup {
 
 async fn setup(test: &str, transport: Transport) -> Option<Setup> {
     let upstream = TestUpstream::start().await;
-    let casts = Scratch::new("run-casts");
+    let casts = Scratch::create("run-casts");
     let url = upstream.url();
-    let dir = path_str(&casts.0);
+    let dir = path_str(casts.path());
     let proxy = Proxy::start(&[
         "--auth",
         "noauth",
@@ -96,7 +96,7 @@ async fn run_rm_piped_is_recorded_as_an_attach(transport: Transport) {
     assert!(methods.contains(&"DELETE".to_string()), "{methods:?}");
     assert!(s.upstream.pods().iter().all(|p| p.name != "t1"));
 
-    let (header, output) = the_cast(&s.casts.0).await;
+    let (header, output) = the_cast(s.casts.path()).await;
     assert_eq!(header["kubernetes"]["resource"], "attach");
     assert_eq!(header["kubernetes"]["pod"], "t1");
     assert_eq!(output, "hi from run\n");
@@ -136,7 +136,7 @@ async fn run_it_shell_is_recorded_as_a_tty_attach(transport: Transport) {
         String::from_utf8_lossy(&out.transcript)
     );
 
-    let (header, output) = the_cast(&s.casts.0).await;
+    let (header, output) = the_cast(s.casts.path()).await;
     assert_eq!(header["kubernetes"]["resource"], "attach");
     assert_eq!(header["kubernetes"]["tty"], true);
     assert!(output.contains("typed in t2"), "{output:?}");

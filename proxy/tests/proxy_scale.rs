@@ -32,9 +32,9 @@ async fn setup(
     args: &[&str],
 ) -> Option<(TestUpstream, Proxy, Kubectl, Scratch)> {
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new(test);
+    let dir = Scratch::create(test);
     let url = upstream.url();
-    let d = path_str(&dir.0);
+    let d = path_str(dir.path());
     let mut all = vec![
         "--auth",
         "noauth",
@@ -114,7 +114,7 @@ async fn large_output_is_byte_identical(transport: Transport) {
         "kubectl's stdout differs at byte {:?}",
         first_difference(&out.stdout, &expected)
     );
-    let cast = wait_casts(&dir.0, 1, Duration::from_secs(30))
+    let cast = wait_casts(dir.path(), 1, Duration::from_secs(30))
         .await
         .remove(0);
     let recorded = output_of(&cast);
@@ -157,7 +157,7 @@ async fn concurrent_sessions_are_recorded_apart(transport: Transport) {
             "{out}"
         );
     }
-    let found = wait_casts(&dir.0, CONCURRENT, STEP).await;
+    let found = wait_casts(dir.path(), CONCURRENT, STEP).await;
     let mut markers: Vec<String> = found
         .iter()
         .map(|cast| {
@@ -204,7 +204,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 }
 
 async fn metrics_reflect_sessions(transport: Transport) {
-    let rules = Scratch::new("metrics-rules");
+    let rules = Scratch::create("metrics-rules");
     // `worker` must be recorded at a recorder nobody listens on: refused.
     let config = rules.write(
         "rules.yaml",
@@ -335,8 +335,8 @@ async fn the_python_client_execs_through_the_proxy() {
         return;
     }
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("python");
-    let (url, d) = (upstream.url(), path_str(&dir.0));
+    let dir = Scratch::create("python");
+    let (url, d) = (upstream.url(), path_str(dir.path()));
     let proxy = Proxy::start(&[
         "--auth",
         "noauth",
@@ -361,7 +361,7 @@ async fn the_python_client_execs_through_the_proxy() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let cast = wait_casts(&dir.0, 1, STEP).await.remove(0);
+    let cast = wait_casts(dir.path(), 1, STEP).await.remove(0);
     let recorded = String::from_utf8(output_of(&cast)).unwrap();
     assert_eq!(recorded, "from-python\n");
     proxy
@@ -377,8 +377,8 @@ async fn kube_rs_execs_through_the_proxy() {
     use tokio::io::AsyncReadExt;
 
     let upstream = TestUpstream::start().await;
-    let dir = Scratch::new("kube-rs");
-    let (url, d) = (upstream.url(), path_str(&dir.0));
+    let dir = Scratch::create("kube-rs");
+    let (url, d) = (upstream.url(), path_str(dir.path()));
     let proxy = Proxy::start(&[
         "--auth",
         "noauth",
@@ -412,7 +412,7 @@ async fn kube_rs_execs_through_the_proxy() {
         Some("Success"),
         "the exit status arrives"
     );
-    let cast = wait_casts(&dir.0, 1, STEP).await.remove(0);
+    let cast = wait_casts(dir.path(), 1, STEP).await.remove(0);
     assert_eq!(
         String::from_utf8(output_of(&cast)).unwrap(),
         "from-kube-rs\n"

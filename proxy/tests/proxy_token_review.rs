@@ -45,7 +45,7 @@ async fn setup(test: &str, reviews: TokenReviews) -> Option<Setup> {
     upstream.set_token_reviews(reviews);
     let pki = Pki::new(test);
     let proxy_token = pki.dir.write("proxy-token", "proxy-token\n");
-    let casts = path_str(&pki.dir.path("casts"));
+    let casts = path_str(&pki.dir.join("casts"));
     let url = upstream.url();
     let mut args = vec![
         "--auth",
@@ -98,7 +98,7 @@ async fn the_cast_names_the_reviewed_user(transport: Transport) {
         return;
     };
     s.echo(transport, "alice-token").await;
-    let lines = cast_lines(&s.pki.dir.path("casts"), 1).await.remove(0);
+    let lines = cast_lines(&s.pki.dir.join("casts"), 1).await.remove(0);
     let k8s = &cast_header(&lines)["kubernetes"];
     assert_eq!(k8s["user"], "alice", "{k8s}");
     assert_eq!(k8s["uid"], "uid-42", "{k8s}");
@@ -146,7 +146,7 @@ async fn a_refused_review_leaves_the_user_unknown(transport: Transport) {
     // name no user, and the refusal is logged once.
     s.echo(transport, "alice-token").await;
     s.echo(transport, "bob-token").await;
-    for lines in cast_lines(&s.pki.dir.path("casts"), 2).await {
+    for lines in cast_lines(&s.pki.dir.join("casts"), 2).await {
         let k8s = &cast_header(&lines)["kubernetes"];
         assert!(k8s.get("user").is_none(), "no user: {k8s}");
     }

@@ -316,8 +316,8 @@ async fn unreachable_and_slow_upstreams_get_status_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_upstream_and_context() {
     let upstream = TestUpstream::start().await;
-    let home = Scratch::new("kubeconfig-home");
-    std::fs::create_dir_all(home.path(".kube")).unwrap();
+    let home = Scratch::create("kubeconfig-home");
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
     let config = |current: &str| {
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: {current}\n\
@@ -334,7 +334,7 @@ async fn kubeconfig_upstream_and_context() {
     };
     let file = home.write("config.yaml", config("broken"));
     let tokens = home.write("tokens.csv", "alice-token,alice,1,admins\n");
-    std::fs::write(home.path(".kube/config"), config("good")).unwrap();
+    std::fs::write(home.join(".kube/config"), config("good")).unwrap();
 
     // --kubeconfig with its current context (broken): 502.
     let proxy = Proxy::start(&["--kubeconfig", &file]);

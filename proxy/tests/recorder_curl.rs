@@ -59,8 +59,8 @@ async fn curl_http1_upload_with_expect_100_continue_is_stored() {
         return;
     }
     let server = Server::start("curl-upload", &[]);
-    let scratch = Scratch::new("curl-upload-src");
-    let file = scratch.0.join("session.cast");
+    let scratch = Scratch::create("curl-upload-src");
+    let file = scratch.join("session.cast");
     let data = cast("default", "web-0", "alice", 100);
     std::fs::write(&file, &data).unwrap();
     let url = format!("http://{}/record", server.addr);

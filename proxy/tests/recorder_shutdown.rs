@@ -46,8 +46,8 @@ async fn sigint_with_no_open_upload_exits_at_once() {
 
 #[tokio::test]
 async fn a_restart_recovers_temporary_files_as_incomplete() {
-    let scratch = Scratch::new("recover");
-    let dir = scratch.0.join("casts");
+    let scratch = Scratch::create("recover");
+    let dir = scratch.join("casts");
     std::fs::create_dir_all(&dir).unwrap();
     let data = cast("default", "crashed-0", "kim", 5);
     std::fs::write(dir.join(".kubecast-999999-0.partial"), &data).unwrap();

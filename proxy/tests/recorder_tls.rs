@@ -16,7 +16,7 @@ struct Tls {
 }
 
 fn start() -> Tls {
-    let scratch = Scratch::new("tls");
+    let scratch = Scratch::create("tls");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -30,13 +30,13 @@ fn start() -> Tls {
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let cert_file = scratch.0.join("tls.crt");
-    let key_file = scratch.0.join("tls.key");
+    let cert_file = scratch.join("tls.crt");
+    let key_file = scratch.join("tls.key");
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca_cert.der().clone()).unwrap();
-    let dir = scratch.0.join("casts");
+    let dir = scratch.join("casts");
     let cert_arg = cert_file.to_str().unwrap().to_owned();
     let key_arg = key_file.to_str().unwrap().to_owned();
     let server = Server::start_in(

@@ -77,8 +77,8 @@ async fn v1_rejects_a_first_line_that_is_not_an_asciicast_v2_header() {
 
 #[tokio::test]
 async fn v1_token_missing_or_wrong_is_401_before_100_continue() {
-    let scratch = Scratch::new("v1-token-file");
-    let token_file = scratch.0.join("token");
+    let scratch = Scratch::create("v1-token-file");
+    let token_file = scratch.join("token");
     std::fs::write(&token_file, "  tok-123 \n").unwrap();
     let server = Server::start("v1-token", &["--token-file", token_file.to_str().unwrap()]);
     for auth in [

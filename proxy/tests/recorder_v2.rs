@@ -215,8 +215,8 @@ async fn v2_upload_cut_mid_way_is_kept_as_incomplete() {
 
 #[tokio::test]
 async fn v2_bearer_token_is_required_when_configured() {
-    let scratch = Scratch::new("v2-token-file");
-    let token_file = scratch.0.join("token");
+    let scratch = Scratch::create("v2-token-file");
+    let token_file = scratch.join("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     let server = Server::start("v2-token", &["--token-file", token_file.to_str().unwrap()]);
     let mut h2 = H2::h2c(server.addr).await;

@@ -28,6 +28,13 @@ impl TempDir {
         Ok(TempDir { path })
     }
 
+    /// [`TempDir::new`] for tests: panics (naming the directory's prefix)
+    /// when it cannot be created.
+    pub fn create(prefix: &str) -> TempDir {
+        TempDir::new(prefix)
+            .unwrap_or_else(|e| panic!("create a temporary directory {prefix}: {e}"))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

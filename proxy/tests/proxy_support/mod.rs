@@ -2,61 +2,27 @@
 //! (the built binary), a throwaway PKI (rcgen), and a small HTTP/1.1 client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use kubecast_tests::process::LoggedProcess;
+
 /// Every test step waits at most this long.
 pub const STEP: Duration = Duration::from_secs(20);
 
 /// A scratch directory, removed on drop.
-#[derive(Debug)]
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kubecast-proxy-test-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `contents` to `name` and returns its path as a string.
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use kubecast_tests::scratch::TempDir as Scratch;
 
 /// A `kubecast proxy` process, killed on drop.
 #[derive(Debug)]
 pub struct Proxy {
-    pub child: Child,
+    pub process: LoggedProcess,
     pub addr: SocketAddr,
-    pub log: Arc<Mutex<Vec<String>>>,
     pub home: Scratch,
 }
 
@@ -65,56 +31,31 @@ impl Proxy {
     /// (also its working directory, so the default `./recordings` lands
     /// there) and no in-cluster environment.
     pub fn start(args: &[&str]) -> Proxy {
-        Self::start_with_home(Scratch::new("home"), args)
+        Self::start_with_home(Scratch::create("home"), args)
     }
 
     pub fn start_with_home(home: Scratch, args: &[&str]) -> Proxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubecast"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubecast"));
+        command
             .args(["proxy", "--listen", "127.0.0.1:0"])
             .args(args)
-            .current_dir(&home.0)
-            .env("HOME", &home.0)
+            .current_dir(home.path())
+            .env("HOME", home.path())
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kubecast proxy");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    eprintln!("[proxy] {line}");
-                    let listening = line
-                        .contains(" listening ")
-                        .then(|| line.split("addr=").nth(1))
-                        .flatten()
-                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned());
-                    log.lock().unwrap().push(line);
-                    if let Some(addr) = listening {
-                        let _ = tx.send(addr);
-                    }
-                }
-            });
-        }
-        let addr = match rx.recv_timeout(STEP) {
-            Ok(addr) => addr.parse().expect("listen address"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the proxy did not start: {:?}", log.lock().unwrap());
-            }
-        };
+            .stdout(Stdio::null());
+        let mut process = LoggedProcess::spawn("proxy", command);
+        let addr = process.wait_line_blocking("listening line", |line| {
+            line.contains(" listening ")
+                .then(|| line.split("addr=").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|addr| addr.parse().ok())
+        });
         Proxy {
-            child,
+            process,
             addr,
-            log,
             home,
         }
     }
@@ -122,11 +63,11 @@ impl Proxy {
     /// Runs `kubecast proxy ARGS` expecting it to refuse to start; returns
     /// its stderr.
     pub fn start_error(args: &[&str]) -> String {
-        let home = Scratch::new("home");
+        let home = Scratch::create("home");
         let output = Command::new(env!("CARGO_BIN_EXE_kubecast"))
             .args(["proxy", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("HOME", &home.0)
+            .env("HOME", home.path())
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(Stdio::null())
@@ -145,67 +86,27 @@ impl Proxy {
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log_text()
     }
 
     /// Waits until a log line contains every one of `needles`.
     pub async fn wait_log(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let found = self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-                .cloned();
-            if let Some(line) = found {
-                return line;
-            }
-            if Instant::now() > deadline {
-                panic!("no log line with {needles:?}:\n{}", self.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.wait_log(needles, 1).await.remove(0)
     }
 
     /// Sends SIGTERM (to this process only, by its id).
     pub fn terminate(&self) {
-        self.signal("TERM");
+        self.process.signal("TERM");
     }
 
-    /// Sends the signal `name` (`TERM`, `HUP`, …) to this process only, by
-    /// its id.
+    /// Sends signal `name` (e.g. `HUP`) to this process only.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        self.process.signal(name);
     }
 
     /// Waits at most `timeout` for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "the proxy did not exit within {timeout:?}:\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait_exit(timeout).await
     }
 }
 
@@ -220,7 +121,7 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(name: &str) -> Pki {
-        let dir = Scratch::new(name);
+        let dir = Scratch::create(name);
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -22,28 +21,7 @@ use tokio::sync::mpsc;
 pub const STEP: Duration = Duration::from_secs(20);
 
 /// A scratch directory, removed on drop.
-#[derive(Debug)]
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kubecast-recorder-test-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use kubecast_tests::scratch::TempDir as Scratch;
 
 /// A `kubecast recorder` process.
 #[derive(Debug)]
@@ -58,8 +36,8 @@ pub struct Server {
 impl Server {
     /// Starts a recorder storing into a fresh directory with `extra` args.
     pub fn start(name: &str, extra: &[&str]) -> Server {
-        let scratch = Scratch::new(name);
-        let dir = scratch.0.join("casts");
+        let scratch = Scratch::create(name);
+        let dir = scratch.join("casts");
         std::fs::create_dir_all(&dir).unwrap();
         Self::start_in(scratch, dir, extra)
     }

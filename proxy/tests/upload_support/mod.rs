@@ -212,10 +212,10 @@ pub struct LiveRecorder {
 
 impl LiveRecorder {
     pub fn start(name: &str, extra: &[&str]) -> LiveRecorder {
-        let dirs = Scratch::new(name);
-        let dir = dirs.0.join("casts");
+        let dirs = Scratch::create(name);
+        let dir = dirs.join("casts");
         std::fs::create_dir_all(&dir).unwrap();
-        let server = Server::start_in(Scratch::new(name), dir, extra);
+        let server = Server::start_in(Scratch::create(name), dir, extra);
         LiveRecorder {
             server,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -259,7 +259,7 @@ impl RecorderPeer for LiveRecorder {
     fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let dir = self.server.dir.clone();
-        self.server = Server::start_in(Scratch::new("restarted"), dir, &extra);
+        self.server = Server::start_in(Scratch::create("restarted"), dir, &extra);
     }
 }
 
@@ -290,8 +290,8 @@ macro_rules! recorder_scenarios {
 
         #[test]
         fn tls_with_a_private_ca_negotiates_h2_and_uploads_v2() {
-            let scratch = upload_support::Scratch::new("tls-ca");
-            let (cert, key, ca) = scenario::tls_files(&scratch.0);
+            let scratch = upload_support::Scratch::create("tls-ca");
+            let (cert, key, ca) = scenario::tls_files(scratch.path());
             let args = [
                 "--tls-cert",
                 cert.to_str().unwrap(),
