@@ -12,6 +12,7 @@ mod recorder_support;
 use std::path::Path;
 use std::time::Duration;
 
+use kubecast_tests::fixtures::tty_dialog;
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::{ContainerSpec, PodSpec, SessionExit, TestUpstream, UpstreamConfig};
 use proxy_support::*;
@@ -155,22 +156,10 @@ async fn a_tty_session_records_its_sizes(transport: Transport) {
     let Some((_upstream, proxy, kubectl)) = setup("tty", transport, upstream, &[]).await else {
         return;
     };
-    let mut tty = kubectl
+    let tty = kubectl
         .spawn_pty(transport, &["exec", "-it", "demo", "--", "sh"], 80, 24)
         .await;
-    tty.expect("$ ").await;
-    tty.type_text("echo hello\r").await;
-    assert_eq!(tty.expect("$ ").await, "\r\nhello\r\n$ ");
-    tty.resize(100, 30).await;
-    assert_eq!(tty.expect("$ ").await, "\r\n[resized to 100x30]\r\n$ ");
-    tty.type_text("exit 0\r").await;
-    let out = tty.wait().await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{:?}",
-        String::from_utf8_lossy(&out.transcript)
-    );
+    tty_dialog(tty).await;
     let lines = wait_casts(&proxy.home.join("recordings"), 1)
         .await
         .remove(0);

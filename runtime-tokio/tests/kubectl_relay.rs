@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use kubecast_core::session::{Session, SessionConfig, SessionMeta};
 use kubecast_core::Side;
+use kubecast_tests::fixtures::{stdin_sample, tty_dialog};
 use kubecast_tests::kubectl::{Kubectl, TempDir, Transport};
 use kubecast_tests::upstream::{SessionExit, TestUpstream};
 use kubecast_tokio::{drive, DriveError, DriveErrorKind, DriveOptions, DriveSummary, FileSink};
@@ -293,8 +294,7 @@ async fn piped_stdin_round_trips_byte_exact(transport: Transport) {
     };
     // More than kubectl's 32 KiB stdin chunk and the driver's 64 KiB
     // buffer, every byte value, and UTF-8.
-    let mut input: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    input.extend_from_slice("\nhé € 😀\n".as_bytes());
+    let input = stdin_sample(150_000);
     let out = kubectl
         .run(
             transport,
@@ -323,22 +323,10 @@ async fn a_tty_session_records_its_sizes(transport: Transport) {
     else {
         return;
     };
-    let mut tty = kubectl
+    let tty = kubectl
         .spawn_pty(transport, &["exec", "-it", "demo", "--", "sh"], 80, 24)
         .await;
-    tty.expect("$ ").await;
-    tty.type_text("echo hello\r").await;
-    assert_eq!(tty.expect("$ ").await, "\r\nhello\r\n$ ");
-    tty.resize(100, 30).await;
-    assert_eq!(tty.expect("$ ").await, "\r\n[resized to 100x30]\r\n$ ");
-    tty.type_text("exit 0\r").await;
-    let out = tty.wait().await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{:?}",
-        String::from_utf8_lossy(&out.transcript)
-    );
+    tty_dialog(tty).await;
 
     let (summary, lines) = the_recording(&relay).await;
     let header = header(&lines);

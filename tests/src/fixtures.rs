@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::capture::CaptureRelay;
-use crate::kubectl::{Kubectl, Transport};
+use crate::kubectl::{Kubectl, PtyOutput, PtySession, Transport};
 use crate::upstream::TestUpstream;
 
 /// What kind of session a fixture holds.
@@ -129,26 +129,10 @@ pub async fn record(kubectl: &Path, fixture: &Fixture) -> Vec<u8> {
     let t = fixture.transport;
     match fixture.scenario {
         Scenario::Tty => {
-            let mut tty = k
+            let tty = k
                 .spawn_pty(t, &["exec", "-it", "demo", "--", "sh"], 80, 24)
                 .await;
-            tty.expect("$ ").await;
-            tty.type_text("echo hello\r").await;
-            tty.expect("hello\r\n$ ").await;
-            tty.type_text("size\r").await;
-            tty.expect("80x24\r\n$ ").await;
-            tty.resize(100, 30).await;
-            tty.expect("[resized to 100x30]\r\n$ ").await;
-            tty.type_text("size\r").await;
-            tty.expect("100x30\r\n$ ").await;
-            tty.type_text("exit 0\r").await;
-            let out = tty.wait().await;
-            assert_eq!(
-                out.code,
-                Some(0),
-                "{:?}",
-                String::from_utf8_lossy(&out.transcript)
-            );
+            tty_dialog(tty).await;
         }
         Scenario::Stdin => {
             let out = k
@@ -181,4 +165,46 @@ pub async fn record(kubectl: &Path, fixture: &Fixture) -> Vec<u8> {
         .next()
         .map(|c| c.bytes)
         .unwrap_or_default()
+}
+
+/// The tty dialog of [`Scenario::Tty`], which the captures hold and the
+/// end-to-end tests repeat against every peer: under an 80x24 terminal,
+/// `echo hello`, `size`, a resize to 100x30, `size`, `exit 0` ([`TTY_TYPED`]).
+/// Asserts every screen and kubectl's exit code 0.
+pub async fn tty_dialog(mut tty: PtySession) -> PtyOutput {
+    tty.expect("$ ").await;
+    tty.type_text("echo hello\r").await;
+    assert_eq!(
+        tty.expect("$ ").await,
+        "\r\nhello\r\n$ ",
+        "the tty echoes Enter as CRLF, then the output"
+    );
+    tty.type_text("size\r").await;
+    assert_eq!(
+        tty.expect("$ ").await,
+        "\r\n80x24\r\n$ ",
+        "the pty's size reached the container"
+    );
+    tty.resize(100, 30).await;
+    assert_eq!(tty.expect("$ ").await, "\r\n[resized to 100x30]\r\n$ ");
+    tty.type_text("size\r").await;
+    assert_eq!(tty.expect("$ ").await, "\r\n100x30\r\n$ ");
+    tty.type_text("exit 0\r").await;
+    let out = tty.wait().await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{:?}",
+        String::from_utf8_lossy(&out.transcript)
+    );
+    out
+}
+
+/// `len` bytes of every value, then some UTF-8: stdin that a byte-exact
+/// round trip must keep (more than kubectl's 32 KiB stdin chunk when
+/// `len` is).
+pub fn stdin_sample(len: u32) -> Vec<u8> {
+    let mut input: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+    input.extend_from_slice("\nhé € 😀\n".as_bytes());
+    input
 }

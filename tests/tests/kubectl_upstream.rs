@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use kubecast_tests::fixtures::{stdin_sample, tty_dialog};
 use kubecast_tests::kubectl::{Kubectl, Transport};
 use kubecast_tests::upstream::{
     bigout_bytes, Negotiated, SessionExit, SessionRecord, Subresource, TermSize, TestUpstream,
@@ -103,8 +104,7 @@ async fn cat_round_trips_piped_stdin(transport: Transport) {
         return;
     };
     // More than kubectl's 32 KiB stdin chunk, every byte value, and UTF-8.
-    let mut input: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    input.extend_from_slice("\nhé € 😀\n".as_bytes());
+    let input = stdin_sample(70_000);
     let out = kubectl
         .run(
             transport,
@@ -250,34 +250,10 @@ async fn tty_shell_prompts_echoes_and_follows_resizes(transport: Transport) {
     else {
         return;
     };
-    let mut tty = kubectl
+    let tty = kubectl
         .spawn_pty(transport, &["exec", "-it", "demo", "--", "sh"], 80, 24)
         .await;
-    tty.expect("$ ").await;
-    tty.type_text("echo hello\r").await;
-    assert_eq!(
-        tty.expect("$ ").await,
-        "\r\nhello\r\n$ ",
-        "the tty echoes Enter as CRLF, then the output"
-    );
-    tty.type_text("size\r").await;
-    assert_eq!(
-        tty.expect("$ ").await,
-        "\r\n80x24\r\n$ ",
-        "the pty's size reached the container"
-    );
-    tty.resize(100, 30).await;
-    assert_eq!(tty.expect("$ ").await, "\r\n[resized to 100x30]\r\n$ ");
-    tty.type_text("size\r").await;
-    assert_eq!(tty.expect("$ ").await, "\r\n100x30\r\n$ ");
-    tty.type_text("exit 0\r").await;
-    let out = tty.wait().await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{:?}",
-        String::from_utf8_lossy(&out.transcript)
-    );
+    tty_dialog(tty).await;
 
     let session = only_session(&upstream, transport).await;
     assert_eq!(
