@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(drain(&mut p, usize::MAX).await, window);
         // One stdin byte: one grant more.
         p.input.send(Input::Stdin(b"+".to_vec())).unwrap();
-        assert_eq!(drain(&mut p, usize::MAX).await, TERMOUT_GRANT * TERMOUT_CHUNK);
+        assert_eq!(
+            drain(&mut p, usize::MAX).await,
+            TERMOUT_GRANT * TERMOUT_CHUNK
+        );
         // Two bytes in one read: two grants; the rest after the last one.
         p.input.send(Input::Stdin(b"++".to_vec())).unwrap();
         p.input.send(Input::Stdin(b"+".to_vec())).unwrap();
