@@ -236,8 +236,11 @@ impl Running {
                 }
                 if kind == Kind::ProxyRecorder {
                     let mut cmd = Command::new(&bins.kubecast);
+                    // The default 1 GiB cap would cut the 1 GiB throughput
+                    // run's cast (escaping makes it larger than its output).
                     cmd.args(["recorder", "--listen", "127.0.0.1:0", "--dir"])
                         .arg(&casts)
+                        .args(["--max-recording-bytes", "1099511627776"])
                         .env_remove("RUST_LOG");
                     let (spawned, addr) = Spawned::start("recorder", cmd, false, |line| {
                         line.split("listening on ")
@@ -308,12 +311,12 @@ impl Running {
                 .collect();
             let complete = files.iter().filter(|(n, _)| n.ends_with(".cast")).count();
             if !incomplete.is_empty() {
-                return Err(format!("recordings marked incomplete: {incomplete:?}"));
+                let message = format!("recordings marked incomplete: {incomplete:?}");
+                remove(dir, &files);
+                return Err(message);
             }
             if partial == 0 && complete >= sessions {
-                for (name, _) in &files {
-                    let _ = std::fs::remove_file(dir.join(name));
-                }
+                remove(dir, &files);
                 return Ok(files.iter().map(|(_, len)| len).sum());
             }
             if Instant::now() > deadline {
@@ -400,6 +403,12 @@ fn children(pid: u32) -> Vec<u32> {
                 .collect::<Vec<u32>>()
         })
         .collect()
+}
+
+fn remove(dir: &Path, files: &[(String, u64)]) {
+    for (name, _) in files {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
 }
 
 /// The files directly in `dir` (both stores keep casts flat), with sizes.
