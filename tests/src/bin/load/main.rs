@@ -247,36 +247,46 @@ impl Context<'_> {
         let Some(mut running) = self.start() else {
             return;
         };
-        let addr = running.addr;
-        if scenarios.contains(&"throughput") {
-            let bytes = args.mib << 20;
-            for &p in protocols {
-                let label = format!("throughput {} ({} MiB)", p.name(), args.mib);
-                let timeout = scenarios::scenario_timeout(bytes);
-                match tokio::time::timeout(timeout, scenarios::throughput(addr, p, bytes)).await {
-                    Ok(Ok(mib_s)) if self.check(&mut running, &label, 1) => {
-                        self.set(&label, Unit::MibPerSec, mib_s)
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => self.fail(format!("{label}: {e}")),
-                    Err(_) => self.fail(format!("{label}: over {timeout:?}")),
-                }
+        for scenario in scenarios {
+            match *scenario {
+                "throughput" => self.throughput(args, protocols, &mut running).await,
+                "latency" => self.latency(args, protocols, &mut running).await,
+                _ => {}
             }
         }
-        if scenarios.contains(&"latency") {
-            for &p in protocols {
-                let label = format!("latency {} ({} keys)", p.name(), args.keys);
-                let timeout = scenarios::scenario_timeout(0) * 4;
-                match tokio::time::timeout(timeout, scenarios::latency(addr, p, args.keys)).await {
-                    Ok(Ok(pct)) if self.check(&mut running, &label, 1) => {
-                        self.set(&format!("{label} p50"), Unit::Micros, pct.p50);
-                        self.set(&format!("{label} p99"), Unit::Micros, pct.p99);
-                        self.set(&format!("{label} p99.9"), Unit::Micros, pct.p999);
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => self.fail(format!("{label}: {e}")),
-                    Err(_) => self.fail(format!("{label}: over {timeout:?}")),
+    }
+
+    async fn throughput(&mut self, args: &RunArgs, protocols: &[Protocol], running: &mut Running) {
+        let addr = running.addr;
+        let bytes = args.mib << 20;
+        for &p in protocols {
+            let label = format!("throughput {} ({} MiB)", p.name(), args.mib);
+            let timeout = scenarios::scenario_timeout(bytes);
+            match tokio::time::timeout(timeout, scenarios::throughput(addr, p, bytes)).await {
+                Ok(Ok(mib_s)) if self.check(running, &label, 1) => {
+                    self.set(&label, Unit::MibPerSec, mib_s)
                 }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => self.fail(format!("{label}: {e}")),
+                Err(_) => self.fail(format!("{label}: over {timeout:?}")),
+            }
+        }
+    }
+
+    async fn latency(&mut self, args: &RunArgs, protocols: &[Protocol], running: &mut Running) {
+        let addr = running.addr;
+        for &p in protocols {
+            let label = format!("latency {} ({} keys)", p.name(), args.keys);
+            let timeout = scenarios::scenario_timeout(0) * 4;
+            match tokio::time::timeout(timeout, scenarios::latency(addr, p, args.keys)).await {
+                Ok(Ok(pct)) if self.check(running, &label, 1) => {
+                    self.set(&format!("{label} p50"), Unit::Micros, pct.p50);
+                    self.set(&format!("{label} p99"), Unit::Micros, pct.p99);
+                    self.set(&format!("{label} p99.9"), Unit::Micros, pct.p999);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => self.fail(format!("{label}: {e}")),
+                Err(_) => self.fail(format!("{label}: over {timeout:?}")),
             }
         }
     }
