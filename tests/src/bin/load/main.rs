@@ -73,11 +73,14 @@ struct RunArgs {
     /// Protocols, comma separated: ws-v5, ws-v4, spdy-v4.
     #[arg(long, value_delimiter = ',', default_value = "ws-v5,ws-v4,spdy-v4")]
     protocols: Vec<String>,
-    /// Scenarios, comma separated: throughput, latency, concurrency.
+    /// Scenarios, comma separated and run in this order: latency,
+    /// throughput, concurrency. Latency and throughput share one set of
+    /// processes per target (latency first, so it meets fresh ones); each
+    /// concurrency run gets its own.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,concurrency"
+        default_value = "latency,throughput,concurrency"
     )]
     scenarios: Vec<String>,
     /// Throughput: MiB streamed by the one session.
