@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The `kubecast` binary of the same profile as this test, built if needed
-/// (`cargo test --workspace` builds it; `-p kubecast-tests` alone does not).
+/// The `kubecast` binary of the same profile as this test: `cargo test
+/// --workspace` builds it beside the test binaries; build it here when this
+/// crate's tests run alone (building it always would rebuild it with this
+/// package's feature set and make the next workspace build redo it).
 fn kubecast_binary() -> PathBuf {
     let profile_dir = std::env::current_exe()
         .unwrap()
@@ -16,17 +18,19 @@ fn kubecast_binary() -> PathBuf {
         .and_then(Path::parent)
         .unwrap()
         .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "kubecast", "--bin", "kubecast"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().unwrap().success(),
-        "building kubecast failed"
-    );
     let binary = profile_dir.join("kubecast");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "kubecast", "--bin", "kubecast"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "building kubecast failed"
+        );
+    }
     assert!(binary.exists(), "{} was not built", binary.display());
     binary
 }
