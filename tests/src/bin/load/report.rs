@@ -189,3 +189,44 @@ fn short(kind: Kind) -> &'static str {
         Kind::ProxyRecorder => "(e)",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_then_ratios_of_each_proxy_column_to_each_baseline() {
+        let kinds = [Kind::Direct, Kind::Relay, Kind::Proxy];
+        let mut table = Table::new(&kinds);
+        for (kind, mib, us) in [
+            (Kind::Direct, 1000.0, 20.0),
+            (Kind::Relay, 500.0, 50.0),
+            (Kind::Proxy, 450.0, 60.0),
+        ] {
+            table.set("throughput", Unit::MibPerSec, kind, Cell::Value(mib));
+            table.set("latency p50", Unit::Micros, kind, Cell::Value(us));
+            table.set("failed", Unit::Count, kind, Cell::Value(0.0));
+        }
+        table.set("memory", Unit::Kib, Kind::Direct, Cell::NotApplicable);
+        table.set("memory", Unit::Kib, Kind::Relay, Cell::Value(20.0));
+        // The proxy's memory cell is never set: it reads as failed.
+        let markdown = table.markdown();
+        let lines: Vec<&str> = markdown.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| scenario | unit | (a) direct | (b) tokio relay | (c) proxy, no recording |"
+        );
+        assert_eq!(lines[2], "| throughput | MiB/s | 1000.0 | 500.0 | 450.0 |");
+        assert_eq!(lines[4], "| failed | count | 0 | 0 | 0 |");
+        assert_eq!(lines[5], "| memory | KiB | n/a | 20.0 | FAILED |");
+        assert_eq!(lines[7], "| scenario | (c) ÷ (a) | (c) ÷ relay |");
+        assert_eq!(lines[9], "| throughput | 0.45× | 0.90× |");
+        assert_eq!(
+            lines[10],
+            "| latency p50 | 3.00× (+40.0 µs) | 1.20× (+10.0 µs) |"
+        );
+        // Counts have no ratios; a missing figure shows as such.
+        assert_eq!(lines[11], "| memory | n/a | FAILED |");
+        assert_eq!(lines.len(), 12);
+    }
+}
