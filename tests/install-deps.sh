@@ -41,3 +41,5 @@ fi
 if ! python3 -c "import kubernetes.stream" >/dev/null 2>&1; then
     pip install -q kubernetes >&2
 fi
+# socat is a plain TCP relay baseline of the load tool (kubecast-load).
+have socat || { apt-get update -qq && apt-get install -y -qq socat >&2; }

@@ -21,6 +21,7 @@
 //! | `cat` | copies stdin to stdout until end of input |
 //! | `seq N` | prints 1 to N, one per line |
 //! | `bigout N` | prints [`bigout_bytes`]`(N)` in writes of [`BIGOUT_CHUNK`] bytes |
+//! | `termout N` | prints N bytes of [`terminal_text`] in writes of [`TERMOUT_CHUNK`] bytes, paced by its reader: one stdin byte per [`TERMOUT_GRANT`] writes after the first [`TERMOUT_WINDOW`] |
 //! | `stderr MSG…` | prints MSG and a newline on stderr |
 //! | `size` | prints the terminal size as `COLSxROWS` (`unknown` without one) |
 //! | `exit K` | exits with status K |
@@ -34,6 +35,9 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+mod termout;
+pub use termout::{terminal_text, TERMOUT_CHUNK, TERMOUT_GRANT, TERMOUT_WINDOW};
 
 /// Bytes per write of `bigout`: each write becomes one SPDY data frame or
 /// one WebSocket message, so multi-byte characters are placed across these
@@ -339,6 +343,13 @@ async fn run(command: &[String], io: &mut Stdio) -> Exit {
     };
     match name.as_str() {
         "cat" => Exit::Code(cat(io).await),
+        "termout" => match args.first().and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => Exit::Code(termout::termout(io, n).await),
+            None => {
+                io.stderr(b"termout: usage: termout N\n");
+                Exit::Code(1)
+            }
+        },
         "sh" => match args {
             [] => Exit::Code(shell(io).await),
             [flag, script, ..] if flag == "-c" => Exit::Code(script_lines(io, script)),
