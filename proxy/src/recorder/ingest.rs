@@ -178,6 +178,11 @@ pub(crate) async fn ingest(
                     let _ = tx.try_send(ack_frame(now.durable));
                     acked = now.durable;
                 }
+                if let (Some(r), Some(_)) = (recording.as_mut(), acks) {
+                    if let Err(e) = sync_early(r) {
+                        break Err(Failure::Storage(e.to_string()));
+                    }
+                }
             }
             // Wake-ups only: the loop's head does the work.
             _ = sleep_until(next_ack.unwrap_or(far).into()), if next_ack.is_some() => {}
@@ -203,6 +208,11 @@ pub(crate) async fn ingest(
                 }
                 if progress.is_none() {
                     progress = recording.as_ref().map(Recording::progress);
+                }
+                if let (Some(r), Some(_)) = (recording.as_mut(), acks) {
+                    if let Err(e) = sync_early(r) {
+                        break Err(Failure::Storage(e.to_string()));
+                    }
                 }
                 if let Some(at) = next_ack.as_mut() {
                     *at = (*at).min(Instant::now() + limits.ack_delay);
@@ -329,6 +339,20 @@ async fn write_limited(r: &mut Recording, data: Bytes, limit: u64) -> Result<(),
     }
     if fits < len {
         return Err(Failure::TooLarge(limit));
+    }
+    Ok(())
+}
+
+/// While a v2 upload streams, fsyncs (and the acks behind them) follow each
+/// other back to back once this many new bytes wait, instead of every
+/// `ack_delay`: the uploader stops at a bounded number of unacked bytes, so
+/// acks only every `ack_delay` would cap the rate at that bound per delay.
+const SYNC_EARLY_BYTES: u64 = 1 << 20;
+
+/// Asks for a sync now if [`SYNC_EARLY_BYTES`] wait and none is running.
+fn sync_early(r: &mut Recording) -> std::io::Result<()> {
+    if r.unsynced() >= SYNC_EARLY_BYTES && !r.sync_pending() {
+        r.request_sync()?;
     }
     Ok(())
 }

@@ -248,7 +248,7 @@ async fn serve(args: Args) -> Result<(), String> {
     };
     let (store, recovered) =
         store::Store::open(&args.dir).map_err(|e| format!("--dir {}: {e}", args.dir.display()))?;
-    let store = store.slow_syncs(writer::SyncDelay(Duration::from_millis(
+    let store = store.before_sync(writer::BeforeSync::sleep(Duration::from_millis(
         args.test_sync_delay_ms,
     )));
     for path in recovered {

@@ -13,7 +13,7 @@
 //! Every component is sanitised ([`sanitise`]): the fields are separated by `_`,
 //! which never occurs inside a field.
 
-use super::writer::{Recording, SyncDelay};
+use super::writer::{BeforeSync, Recording};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,7 +173,7 @@ pub fn final_name(stem: &str, n: u32, complete: bool) -> String {
 pub struct Store {
     dir: PathBuf,
     next: AtomicU64,
-    sync_delay: SyncDelay,
+    before_sync: BeforeSync,
 }
 
 impl Store {
@@ -184,7 +184,7 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
             next: AtomicU64::new(0),
-            sync_delay: SyncDelay::default(),
+            before_sync: BeforeSync::default(),
         };
         let mut recovered = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -210,9 +210,9 @@ impl Store {
         Ok((store, recovered))
     }
 
-    /// Test-only: every fsync of a recording first sleeps `delay`.
-    pub fn slow_syncs(mut self, delay: SyncDelay) -> Store {
-        self.sync_delay = delay;
+    /// Test only: `hook` runs before every fsync of a recording.
+    pub fn before_sync(mut self, hook: BeforeSync) -> Store {
+        self.before_sync = hook;
         self
     }
 
@@ -237,7 +237,7 @@ impl Store {
             {
                 Ok(file) => {
                     let file = file.into_std().await;
-                    return Ok(Recording::start(file, tmp, stem, self.sync_delay));
+                    return Ok(Recording::start(file, tmp, stem, self.before_sync.clone()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),

@@ -48,10 +48,37 @@ enum Command {
     Sync,
 }
 
-/// Test-only slowness: every fsync of a recording first sleeps this long
-/// (`kubecast recorder --test-sync-delay-ms`), to stand in for a busy disk.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyncDelay(pub Duration);
+/// Test only: runs on the blocking thread before every fsync of a recording,
+/// to stand in for a busy disk (`kubecast recorder --test-sync-delay-ms`) or
+/// to hold a sync while a unit test looks at the progress.
+#[derive(Clone, Default)]
+pub struct BeforeSync(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl BeforeSync {
+    /// Sleeps `delay` before each fsync (nothing for zero).
+    pub fn sleep(delay: Duration) -> BeforeSync {
+        if delay.is_zero() {
+            return BeforeSync(None);
+        }
+        BeforeSync(Some(Arc::new(move || std::thread::sleep(delay))))
+    }
+
+    fn run(&self) {
+        if let Some(hook) = &self.0 {
+            hook();
+        }
+    }
+}
+
+impl std::fmt::Debug for BeforeSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BeforeSync(hook)"
+        } else {
+            "BeforeSync(none)"
+        })
+    }
+}
 
 /// One recording being written.
 #[derive(Debug)]
@@ -85,11 +112,22 @@ impl std::fmt::Debug for Command {
 
 impl Recording {
     /// Starts the writer for `file`, the temporary file `tmp`.
-    pub(super) fn start(file: File, tmp: PathBuf, stem: String, delay: SyncDelay) -> Recording {
+    pub(super) fn start(
+        file: File,
+        tmp: PathBuf,
+        stem: String,
+        before_sync: BeforeSync,
+    ) -> Recording {
         let (commands, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(MAX_QUEUED));
         let (progress_tx, progress) = watch::channel(Progress::default());
-        let task = tokio::spawn(run(Arc::new(file), rx, room.clone(), progress_tx, delay));
+        let task = tokio::spawn(run(
+            Arc::new(file),
+            rx,
+            room.clone(),
+            progress_tx,
+            before_sync,
+        ));
         Recording {
             commands,
             room,
@@ -141,6 +179,17 @@ impl Recording {
         }
         self.sync_requested = self.accepted;
         Ok(true)
+    }
+
+    /// Bytes accepted that no sync request covers yet.
+    pub fn unsynced(&self) -> u64 {
+        self.accepted - self.sync_requested
+    }
+
+    /// True while a requested fsync has not yet reported back.
+    pub fn sync_pending(&self) -> bool {
+        let p = self.progress.borrow();
+        p.failed.is_none() && p.durable < self.sync_requested
     }
 
     /// A receiver of the writer's progress, to wait on next to other events.
@@ -203,7 +252,7 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     room: Arc<Semaphore>,
     progress: watch::Sender<Progress>,
-    delay: SyncDelay,
+    before_sync: BeforeSync,
 ) -> Finished {
     let mut written = 0u64;
     let mut durable = 0u64;
@@ -230,14 +279,13 @@ async fn run(
         let job = {
             let file = file.clone();
             let room = room.clone();
+            let before_sync = before_sync.clone();
             move || -> io::Result<()> {
                 write_batch(&file, chunks, size)?;
                 // Room for the next chunks before the (possibly slow) sync.
                 room.add_permits(size);
                 if sync {
-                    if !delay.0.is_zero() {
-                        std::thread::sleep(delay.0);
-                    }
+                    before_sync.run();
                     file.sync_data()?;
                 }
                 Ok(())
@@ -282,5 +330,131 @@ fn write_batch(mut file: &File, chunks: Vec<Bytes>, size: usize) -> io::Result<(
             }
             file.write_all(&batch)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubecast_tests::scratch::TempDir;
+    use std::future::Future;
+    use std::sync::mpsc as std_mpsc;
+    use std::sync::Mutex;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A store whose fsyncs each report that they started and then wait for
+    /// the test to let them go.
+    fn gated_store(dir: &TempDir) -> (Store, std_mpsc::Receiver<()>, std_mpsc::Sender<()>) {
+        let (started_tx, started) = std_mpsc::channel();
+        let (release, release_rx) = std_mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let hook = move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+        };
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let store = store.before_sync(BeforeSync(Some(Arc::new(hook))));
+        (store, started, release)
+    }
+
+    async fn next_durable(progress: &mut watch::Receiver<Progress>) -> u64 {
+        tokio::time::timeout(WAIT, progress.changed())
+            .await
+            .expect("no progress in time")
+            .expect("the writer stopped");
+        let p = progress.borrow_and_update().clone();
+        assert_eq!(p.failed, None);
+        p.durable
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_only_reaches_bytes_whose_fsync_returned() {
+        let dir = TempDir::create("writer-durable");
+        let (store, started, release) = gated_store(&dir);
+        let mut r = store.create("stem".into()).await.unwrap();
+        let mut progress = r.progress();
+        let first = Bytes::from(vec![b'a'; 100_000]);
+        let second = Bytes::from_static(b"second chunk\n");
+
+        r.write(first.clone()).await.unwrap();
+        assert!(r.request_sync().unwrap());
+        assert!(!r.request_sync().unwrap(), "nothing new to sync");
+        started
+            .recv_timeout(WAIT)
+            .expect("the first sync did not start");
+        // The first chunk is in the file, and more is accepted, but none of
+        // it is durable while the fsync has not returned.
+        r.write(second.clone()).await.unwrap();
+        assert_eq!(r.written(), (first.len() + second.len()) as u64);
+        let on_disk = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum::<u64>();
+        assert_eq!(on_disk, first.len() as u64);
+        assert_eq!(r.durable().unwrap(), 0);
+        assert!(r.sync_pending());
+
+        release.send(()).unwrap();
+        // Exactly what the returned fsync covered: not the chunk after it.
+        assert_eq!(next_durable(&mut progress).await, first.len() as u64);
+        assert!(!r.sync_pending());
+        assert_eq!(r.unsynced(), second.len() as u64);
+
+        assert!(r.request_sync().unwrap());
+        started
+            .recv_timeout(WAIT)
+            .expect("the second sync did not start");
+        assert_eq!(r.durable().unwrap(), first.len() as u64);
+        release.send(()).unwrap();
+        assert_eq!(
+            next_durable(&mut progress).await,
+            (first.len() + second.len()) as u64
+        );
+
+        let (stored, placed) = r.finish(&store, true).await;
+        let path = placed.unwrap();
+        assert_eq!(stored, (first.len() + second.len()) as u64);
+        assert_eq!(path.file_name().unwrap(), "stem.cast");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [&first[..], &second[..]].concat()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_holds_the_upload_back_until_the_disk_catches_up() {
+        let dir = TempDir::create("writer-queue");
+        let (store, started, release) = gated_store(&dir);
+        let mut r = store.create("stem".into()).await.unwrap();
+        r.write(Bytes::from_static(b"x")).await.unwrap();
+        r.request_sync().unwrap();
+        started.recv_timeout(WAIT).expect("the sync did not start");
+        // While the disk is busy the queue fills up to its cap, then writing
+        // waits: the upload is not read further.
+        let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
+        for _ in 0..MAX_QUEUED / chunk.len() {
+            tokio::time::timeout(WAIT, r.write(chunk.clone()))
+                .await
+                .expect("room in the queue")
+                .unwrap();
+        }
+        {
+            let mut blocked = std::pin::pin!(r.write(Bytes::from_static(b"z")));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                blocked.as_mut().poll(&mut cx).is_pending(),
+                "a full queue must hold the writer back"
+            );
+            release.send(()).unwrap();
+            tokio::time::timeout(WAIT, blocked)
+                .await
+                .expect("room after the sync")
+                .unwrap();
+        }
+        let (stored, placed) = r.finish(&store, true).await;
+        let expected = 1 + MAX_QUEUED + 1;
+        assert_eq!(stored, expected as u64);
+        assert_eq!(std::fs::read(placed.unwrap()).unwrap().len(), expected);
     }
 }
