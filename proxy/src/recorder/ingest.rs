@@ -1,11 +1,14 @@
 //! One upload's body into one recording file.
 //!
-//! Shared by v1 and v2: the body is read only as fast as it is written (so
-//! HTTP flow control holds a fast uploader back), the first line must be an
+//! Shared by v1 and v2: the body is handed to the recording's writer
+//! ([`super::writer`]) and read only as fast as the writer's bounded queue
+//! drains (so HTTP flow control holds a fast uploader back) — but it keeps
+//! being read while an fsync runs; the first line must be an
 //! asciicast v2 header before anything is stored, every wait has a deadline,
 //! and the outcome is logged as one line.
 
-use super::store::{self, HeaderInfo, Recording};
+use super::store::{self, HeaderInfo};
+use super::writer::{Progress, Recording};
 use super::{until_set, Counted, Ctx, Peer};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -13,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::StatusCode;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 
 /// Why an upload did not end in a complete recording.
@@ -119,6 +122,9 @@ pub(crate) async fn ingest(
     // v2: the first ack (0) goes out at once, so the uploader knows we are there.
     let mut next_ack = acks.map(|_| started);
     let far = started + Duration::from_secs(86_400 * 365);
+    // The writer's progress (once the recording exists) and the last ack sent.
+    let mut progress: Option<watch::Receiver<Progress>> = None;
+    let mut acked = 0u64;
 
     let result: Result<(), Failure> = loop {
         let deadline = if recording.is_none() {
@@ -137,23 +143,47 @@ pub(crate) async fn ingest(
             });
         }
         if next_ack.is_some_and(|at| now >= at) {
-            let durable = match recording.as_mut() {
-                Some(r) => match r.sync().await {
-                    Ok(n) => n,
+            // An ack only ever reports bytes whose fsync has returned: with new
+            // bytes, ask the writer for a sync and ack when it reports back
+            // (below); otherwise (or while a sync is still running) repeat
+            // what is durable, as the heartbeat.
+            let heartbeat = match recording.as_mut() {
+                Some(r) => match r.request_sync().and_then(|asked| Ok((asked, r.durable()?))) {
+                    Ok((true, _)) => None,
+                    Ok((false, durable)) => Some(durable),
                     Err(e) => break Err(Failure::Storage(e.to_string())),
                 },
-                None => 0,
+                None => Some(0),
             };
-            if let Some(tx) = acks {
+            if let (Some(tx), Some(durable)) = (acks, heartbeat) {
                 // Acks are cumulative: if the client is not reading, a
                 // dropped one is superseded by the next.
                 let _ = tx.try_send(ack_frame(durable));
+                acked = durable;
             }
             next_ack = Some(Instant::now() + limits.ack_interval);
         }
         tokio::select! {
             biased;
             _ = until_set(&mut abort) => break Err(Failure::Shutdown),
+            changed = progressed(&mut progress) => {
+                let now = match (changed, progress.as_mut()) {
+                    (true, Some(rx)) => rx.borrow_and_update().clone(),
+                    _ => Progress { failed: Some("the recording's writer stopped".into()), ..Progress::default() },
+                };
+                if let Some(e) = now.failed {
+                    break Err(Failure::Storage(e));
+                }
+                if let Some(tx) = acks.filter(|_| now.durable > acked) {
+                    let _ = tx.try_send(ack_frame(now.durable));
+                    acked = now.durable;
+                }
+                if let (Some(r), Some(_)) = (recording.as_mut(), acks) {
+                    if let Err(e) = sync_early(r) {
+                        break Err(Failure::Storage(e.to_string()));
+                    }
+                }
+            }
             // Wake-ups only: the loop's head does the work.
             _ = sleep_until(next_ack.unwrap_or(far).into()), if next_ack.is_some() => {}
             _ = sleep_until(deadline.into()) => {}
@@ -167,8 +197,22 @@ pub(crate) async fn ingest(
                     },
                 };
                 idle_deadline = Instant::now() + limits.idle_timeout;
-                if let Err(f) = accept(ctx, &mut head, &mut info, &mut recording, received, &data).await {
+                // Waits only while the writer's queue is full (a slow disk).
+                let accepted = tokio::select! {
+                    biased;
+                    _ = until_set(&mut abort) => Err(Failure::Shutdown),
+                    r = accept(ctx, &mut head, &mut info, &mut recording, received, data) => r,
+                };
+                if let Err(f) = accepted {
                     break Err(f);
+                }
+                if progress.is_none() {
+                    progress = recording.as_ref().map(Recording::progress);
+                }
+                if let (Some(r), Some(_)) = (recording.as_mut(), acks) {
+                    if let Err(e) = sync_early(r) {
+                        break Err(Failure::Storage(e.to_string()));
+                    }
                 }
                 if let Some(at) = next_ack.as_mut() {
                     *at = (*at).min(Instant::now() + limits.ack_delay);
@@ -181,8 +225,8 @@ pub(crate) async fn ingest(
     let (bytes, file) = match recording {
         None => (0, None),
         Some(recording) => {
-            let bytes = recording.written();
-            match recording.finish(&ctx.store, result.is_ok()).await {
+            let (bytes, placed) = recording.finish(&ctx.store, result.is_ok()).await;
+            match placed {
                 Ok(path) => (bytes, Some(path)),
                 Err(e) => {
                     if result.is_ok() {
@@ -208,7 +252,7 @@ async fn accept(
     info: &mut HeaderInfo,
     recording: &mut Option<Recording>,
     received: SystemTime,
-    data: &[u8],
+    data: Bytes,
 ) -> Result<(), Failure> {
     if let Some(r) = recording.as_mut() {
         return write_limited(r, data, ctx.limits.max_recording_bytes).await;
@@ -221,7 +265,7 @@ async fn accept(
                     store::MAX_HEADER_LINE
                 )));
             }
-            head.extend_from_slice(data);
+            head.extend_from_slice(&data);
             Ok(())
         }
         Some(i) => {
@@ -235,7 +279,7 @@ async fn accept(
             head.extend_from_slice(&data[..i]);
             start(ctx, head, info, recording, received).await?;
             let r = recording.as_mut().ok_or(Failure::Shutdown)?;
-            write_limited(r, &data[i..], ctx.limits.max_recording_bytes).await
+            write_limited(r, data.slice(i..), ctx.limits.max_recording_bytes).await
         }
     }
 }
@@ -275,7 +319,8 @@ async fn start(
         .create(stem)
         .await
         .map_err(|e| Failure::Storage(e.to_string()))?;
-    let result = write_limited(&mut r, head, ctx.limits.max_recording_bytes).await;
+    let line = Bytes::copy_from_slice(head);
+    let result = write_limited(&mut r, line, ctx.limits.max_recording_bytes).await;
     head.clear();
     head.shrink_to_fit();
     *recording = Some(r);
@@ -283,18 +328,42 @@ async fn start(
 }
 
 /// Writes `data`, or as much of it as fits under `limit`.
-async fn write_limited(r: &mut Recording, data: &[u8], limit: u64) -> Result<(), Failure> {
+async fn write_limited(r: &mut Recording, data: Bytes, limit: u64) -> Result<(), Failure> {
     let room = limit.saturating_sub(r.written());
-    let fits = usize::try_from(room).map_or(data.len(), |room| room.min(data.len()));
+    let len = data.len();
+    let fits = usize::try_from(room).map_or(len, |room| room.min(len));
     if fits > 0 {
-        r.write(&data[..fits])
+        r.write(data.slice(..fits))
             .await
             .map_err(|e| Failure::Storage(e.to_string()))?;
     }
-    if fits < data.len() {
+    if fits < len {
         return Err(Failure::TooLarge(limit));
     }
     Ok(())
+}
+
+/// While a v2 upload streams, fsyncs (and the acks behind them) follow each
+/// other back to back once this many new bytes wait, instead of every
+/// `ack_delay`: the uploader stops at a bounded number of unacked bytes, so
+/// acks only every `ack_delay` would cap the rate at that bound per delay.
+const SYNC_EARLY_BYTES: u64 = 1 << 20;
+
+/// Asks for a sync now if [`SYNC_EARLY_BYTES`] wait and none is running.
+fn sync_early(r: &mut Recording) -> std::io::Result<()> {
+    if r.unsynced() >= SYNC_EARLY_BYTES && !r.sync_pending() {
+        r.request_sync()?;
+    }
+    Ok(())
+}
+
+/// Resolves when the writer reports progress (true) or is gone (false);
+/// never before a recording exists.
+async fn progressed(progress: &mut Option<watch::Receiver<Progress>>) -> bool {
+    match progress {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// One line per recording on stderr: who, where, bytes, duration, outcome, file.

@@ -8,6 +8,7 @@
 //!   deadlines, fsync and acks, the log line.
 //! - [`v1`] / [`v2`]: the two wire protocols on top of `ingest`.
 //! - [`store`]: naming, temporary files, never-overwrite placement.
+//! - [`writer`]: one recording's writes and fsyncs, on a task of its own.
 //!
 //! The wire protocol and storage layout are documented in `docs/recorder.md`.
 
@@ -16,6 +17,7 @@ mod listener;
 pub(crate) mod store;
 mod v1;
 mod v2;
+mod writer;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -69,6 +71,10 @@ pub struct Args {
     /// Most connections served at once; further ones wait in the backlog.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Test only: sleep this many milliseconds before every fsync of a
+    /// recording, to stand in for a busy disk.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub test_sync_delay_ms: u64,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -242,6 +248,9 @@ async fn serve(args: Args) -> Result<(), String> {
     };
     let (store, recovered) =
         store::Store::open(&args.dir).map_err(|e| format!("--dir {}: {e}", args.dir.display()))?;
+    let store = store.before_sync(writer::BeforeSync::sleep(Duration::from_millis(
+        args.test_sync_delay_ms,
+    )));
     for path in recovered {
         eprintln!(
             "kubecast recorder: recovered a recording left by an earlier run as {}",

@@ -13,12 +13,12 @@
 //! Every component is sanitised ([`sanitise`]): the fields are separated by `_`,
 //! which never occurs inside a field.
 
+use super::writer::{BeforeSync, Recording};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
+use tokio::fs::OpenOptions;
 
 /// Longest cast header line accepted (bytes, without the newline).
 pub const MAX_HEADER_LINE: usize = 64 * 1024;
@@ -173,6 +173,7 @@ pub fn final_name(stem: &str, n: u32, complete: bool) -> String {
 pub struct Store {
     dir: PathBuf,
     next: AtomicU64,
+    before_sync: BeforeSync,
 }
 
 impl Store {
@@ -183,6 +184,7 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
             next: AtomicU64::new(0),
+            before_sync: BeforeSync::default(),
         };
         let mut recovered = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -208,6 +210,12 @@ impl Store {
         Ok((store, recovered))
     }
 
+    /// Test only: `hook` runs before every fsync of a recording.
+    pub fn before_sync(mut self, hook: BeforeSync) -> Store {
+        self.before_sync = hook;
+        self
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -228,13 +236,8 @@ impl Store {
                 .await
             {
                 Ok(file) => {
-                    return Ok(Recording {
-                        file,
-                        tmp,
-                        stem,
-                        written: 0,
-                        synced: 0,
-                    })
+                    let file = file.into_std().await;
+                    return Ok(Recording::start(file, tmp, stem, self.before_sync.clone()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -245,7 +248,7 @@ impl Store {
 
 /// Gives `tmp` its final name in `dir` without ever replacing an existing
 /// file: `link` fails if the name exists, and only then is `tmp` unlinked.
-fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result<PathBuf> {
+pub(super) fn place(dir: &Path, tmp: &Path, stem: &str, complete: bool) -> io::Result<PathBuf> {
     for n in 0..MAX_COLLISIONS {
         let target = dir.join(final_name(stem, n, complete));
         match std::fs::hard_link(tmp, &target) {
@@ -290,61 +293,6 @@ fn first_line(file: std::fs::File) -> io::Result<Vec<u8>> {
         line.pop();
     }
     Ok(line)
-}
-
-/// One recording being written.
-#[derive(Debug)]
-pub struct Recording {
-    file: File,
-    tmp: PathBuf,
-    stem: String,
-    written: u64,
-    synced: u64,
-}
-
-impl Recording {
-    /// Appends bytes (handed to the OS, not yet fsync'd).
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data).await?;
-        self.written += data.len() as u64;
-        Ok(())
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Flushes and fsyncs (`fdatasync`) what was written; returns the bytes
-    /// now durable.
-    pub async fn sync(&mut self) -> io::Result<u64> {
-        if self.synced < self.written {
-            self.file.flush().await?;
-            self.file.sync_data().await?;
-            self.synced = self.written;
-        }
-        Ok(self.synced)
-    }
-
-    /// Syncs and gives the file its final name, `_incomplete` unless
-    /// `complete`. Returns the final path.
-    pub async fn finish(mut self, store: &Store, complete: bool) -> io::Result<PathBuf> {
-        let synced = async {
-            self.file.flush().await?;
-            self.file.sync_all().await
-        }
-        .await;
-        drop(self.file);
-        let tmp = self.tmp.clone();
-        let stem = self.stem.clone();
-        // A failed sync still keeps what the OS has, but never as complete.
-        let complete = complete && synced.is_ok();
-        let dir = store.dir.clone();
-        let placed = tokio::task::spawn_blocking(move || place(&dir, &tmp, &stem, complete))
-            .await
-            .map_err(io::Error::other)??;
-        synced.map(|()| placed)
-    }
 }
 
 #[cfg(test)]
