@@ -3,11 +3,12 @@
 //!
 //! The twin of `kubecast-tokio`, with the same names for the same things,
 //! so switching runtimes is changing one import: [`drive`] /
-//! [`drive_until`] run one [`kubecast_core::session::Session`] between two
+//! [`drive_until`] / [`drive_until_ended`] run one [`kubecast_core::session::Session`] between two
 //! `AsyncRead + AsyncWrite` streams into a [`SessionSink`] ([`FileSink`],
 //! [`ChannelSink`] or your own — the trait is the core's, so a sink works
 //! with both adapters); [`start_recording`], [`RecordingHandle`] and
-//! [`drive_recording`] / [`drive_recording_until`] stream a recorded
+//! [`drive_recording`] / [`drive_recording_until`] /
+//! [`drive_recording_until_ended`] stream a recorded
 //! session's cast to `kubecast recorder` (v2 over HTTP/2 with acks via
 //! `h2`, v1 over HTTP/1.1, failover, the ack window, TLS via
 //! `futures-rustls` and [`UploadTls`]), reporting [`UploadEvent`]s.
@@ -26,10 +27,13 @@ mod sink;
 mod upload;
 
 pub use drive::{
-    drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
-    Preamble, DEFAULT_BUFFER_SIZE,
+    drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
+    OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
 };
 pub use file_sink::FileSink;
-pub use recording::{drive_recording, drive_recording_until, start_recording, RecordingHandle};
+pub use recording::{
+    drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
+    RecordingHandle,
+};
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

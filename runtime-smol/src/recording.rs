@@ -62,6 +62,27 @@ where
     run(handle, client, upstream, sink, options, stop).await
 }
 
+/// [`drive_recording`], ended by the caller with a message when `end`
+/// completes (see [`crate::drive_until_ended`]); the cast gets its end
+/// marker and the upload finishes.
+pub async fn drive_recording_until_ended<C, U, S, F>(
+    handle: &mut RecordingHandle,
+    client: C,
+    upstream: U,
+    sink: &mut S,
+    options: &DriveOptions,
+    end: F,
+) -> Result<DriveSummary, DriveError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+    S: SessionSink,
+    F: Future<Output = String>,
+{
+    let end = async { Some(end.await) };
+    run(handle, client, upstream, sink, options, end).await
+}
+
 /// [`drive_recording`], ended early when `stop` completes (see
 /// [`crate::drive_until`]); the upload still gets to finish.
 pub async fn drive_recording_until<C, U, S, F>(
@@ -78,6 +99,10 @@ where
     S: SessionSink,
     F: Future<Output = ()>,
 {
+    let stop = async {
+        stop.await;
+        None
+    };
     run(handle, client, upstream, sink, options, stop).await
 }
 

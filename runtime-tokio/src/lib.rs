@@ -54,10 +54,13 @@ pub use audit::{
     WebhookConfig, WebhookConfigError,
 };
 pub use drive::{
-    drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
-    Preamble, DEFAULT_BUFFER_SIZE,
+    drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
+    OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
 };
 pub use file_sink::FileSink;
-pub use recording::{drive_recording, drive_recording_until, start_recording, RecordingHandle};
+pub use recording::{
+    drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
+    RecordingHandle,
+};
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

@@ -69,7 +69,38 @@ where
     F: Future<Output = ()>,
 {
     let mut machine = SessionMachine::new(session);
+    let stop = async {
+        stop.await;
+        None
+    };
     run(&mut machine, client, upstream, sink, options, stop).await
+}
+
+/// [`drive`], ended by the caller with a message when `end` completes
+/// (e.g. a proxy's shutdown grace period is over): the core writes it to
+/// the client at the upstream's next frame boundary — a Status on the
+/// error channel or stream, which kubectl prints before it exits non-zero
+/// — forwards nothing more from the client, and ends the cast with a
+/// marker; then both streams close, as at any end
+/// ([`kubecast_core::drive::Driver::on_stop`]). The result is `Ok` unless
+/// something else ended the session first.
+pub async fn drive_until_ended<C, U, S, F>(
+    session: &mut Session,
+    client: C,
+    upstream: U,
+    sink: &mut S,
+    options: &DriveOptions,
+    end: F,
+) -> Result<DriveSummary, DriveError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+    S: SessionSink,
+    F: Future<Output = String>,
+{
+    let mut machine = SessionMachine::new(session);
+    let end = async { Some(end.await) };
+    run(&mut machine, client, upstream, sink, options, end).await
 }
 
 fn now() -> std::time::Instant {
@@ -77,7 +108,8 @@ fn now() -> std::time::Instant {
 }
 
 /// The loop: both directions, the machine's I/O, one timer, the stop
-/// future. See the crate documentation for the rules.
+/// future (`None`: cut the session now; `Some(message)`: end it with that
+/// message). See the crate documentation for the rules.
 pub(crate) async fn run<D, C, U, S, F>(
     driven: &mut D,
     mut client: C,
@@ -91,9 +123,10 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
     S: SessionSink,
-    F: Future<Output = ()>,
+    F: Future<Output = Option<String>>,
 {
-    let mut stop = std::pin::pin!(stop);
+    // `None` once it completed: a finished future is not polled again.
+    let mut stop = Some(Box::pin(stop));
     let mut driver = Driver::new(options, now());
     driver.start(now(), driven.machine());
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
@@ -133,8 +166,8 @@ where
                     if armed && sleep.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::Deadline);
                     }
-                    if stop.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Stop);
+                    if let Some(Poll::Ready(message)) = stop.as_mut().map(|s| s.as_mut().poll(cx)) {
+                        return Poll::Ready(Wake::Stop(message));
                     }
                     Poll::Pending
                 })
@@ -143,7 +176,10 @@ where
                     Wake::Pump(i, step) => driver.on_pump(now(), driven.machine(), i, step),
                     Wake::Io => driver.on_io(),
                     Wake::Deadline => {} // handled by the next poll
-                    Wake::Stop => break Err(DriveErrorKind::Stopped),
+                    Wake::Stop(message) => {
+                        stop = None;
+                        driver.on_stop(now(), driven.machine(), message.as_deref());
+                    }
                 }
             }
         }
@@ -175,5 +211,6 @@ enum Wake {
     Pump(usize, kubecast_core::drive::PumpStep),
     Io,
     Deadline,
-    Stop,
+    /// The stop future completed: `None` stop now, `Some` end with a message.
+    Stop(Option<String>),
 }
