@@ -4,12 +4,12 @@
 //! before the session starts ([`RecordingHandle::wait_open`],
 //! [`start_recording`]).
 
-use crate::drive::port::{Driven, SinkPort};
-use crate::drive::{run, DriveError, DriveOptions, DriveSummary};
+use crate::drive::{run, AsyncIoClock, DriveError, DriveOptions, DriveSummary};
 use crate::upload::{Transport, UploadTls};
 use async_io::Timer;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use kubecast_async::{Driven, SinkPort};
 use kubecast_core::drive::{Deadline, Machine, RecordingMachine, SessionSink, UploadWork};
 use kubecast_core::recording::Recording;
 use kubecast_core::upload::UploadFailure;
@@ -174,7 +174,7 @@ impl RecordingHandle {
     }
 }
 
-impl Driven for RecordingHandle {
+impl Driven<AsyncIoClock> for RecordingHandle {
     type M = RecordingMachine;
 
     fn machine(&mut self) -> &mut RecordingMachine {
@@ -191,7 +191,7 @@ impl Driven for RecordingHandle {
             .map(|(attempt, net)| self.machine.handle_net(Instant::now(), attempt, net))
     }
 
-    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S>) {
+    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S, AsyncIoClock>) {
         loop {
             // A sink error was already recorded by the port.
             let _ = port.drain(self).await;

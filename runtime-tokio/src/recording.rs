@@ -4,9 +4,9 @@
 //! before the session starts ([`RecordingHandle::wait_open`],
 //! [`start_recording`]).
 
-use crate::drive::port::{Driven, SinkPort};
-use crate::drive::{run, DriveError, DriveOptions, DriveSummary};
+use crate::drive::{run, DriveError, DriveOptions, DriveSummary, TokioClock};
 use crate::upload::{Transport, UploadTls};
+use kubecast_async::{Driven, SinkPort};
 use kubecast_core::drive::{Deadline, Machine, RecordingMachine, SessionSink, UploadWork};
 use kubecast_core::recording::Recording;
 use kubecast_core::upload::UploadFailure;
@@ -173,7 +173,7 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-impl Driven for RecordingHandle {
+impl Driven<TokioClock> for RecordingHandle {
     type M = RecordingMachine;
 
     fn machine(&mut self) -> &mut RecordingMachine {
@@ -190,7 +190,7 @@ impl Driven for RecordingHandle {
             .map(|(attempt, net)| self.machine.handle_net(now(), attempt, net))
     }
 
-    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S>) {
+    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S, TokioClock>) {
         loop {
             // A sink error was already recorded by the port.
             let _ = port.drain(self).await;

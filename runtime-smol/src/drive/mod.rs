@@ -1,25 +1,21 @@
-//! [`drive`]: one [`Session`] between two `futures-io` byte streams — and
-//! the one loop every driven machine shares ([`run`]). The decisions are
-//! the core's [`Driver`]; this module reads and writes, sleeps on an
-//! `async-io` timer and awaits the sink.
+//! [`drive`]: one [`Session`] between two `futures-io` byte streams. The
+//! loop every driven machine shares is `kubecast-async`'s ([`run`]), the
+//! decisions are the core's `Driver`; this module gives it `futures-io`
+//! streams and `async-io` timers.
 
-pub(crate) mod port;
-mod pump;
+pub(crate) mod io;
 
-use async_io::Timer;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+pub(crate) use io::AsyncIoClock;
+use io::Stream;
+use kubecast_async::Driven;
 pub use kubecast_core::drive::{
     DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError, Preamble,
     DEFAULT_BUFFER_SIZE,
 };
-use kubecast_core::drive::{Driver, Next, PumpStep, SessionMachine, SessionSink};
+use kubecast_core::drive::{SessionMachine, SessionSink};
 use kubecast_core::session::Session;
-use port::{Driven, SinkPort};
-use pump::poll_pump;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::Instant;
+use std::future::Future;
 
 /// Drives `session` between `client` and `upstream` until both
 /// directions have ended — `kubecast_tokio::drive`'s contract, the loop's
@@ -105,113 +101,22 @@ where
     run(&mut machine, client, upstream, sink, options, end).await
 }
 
-/// The loop: both directions, the machine's I/O, one timer, the stop
-/// future (`None`: cut the session now; `Some(message)`: end it with that
-/// message).
+/// The loop, `kubecast-async`'s, on futures-io streams and AsyncIoClock.
 pub(crate) async fn run<D, C, U, S, F>(
     driven: &mut D,
-    mut client: C,
-    mut upstream: U,
+    client: C,
+    upstream: U,
     sink: &mut S,
     options: &DriveOptions,
     stop: F,
 ) -> Result<DriveSummary, DriveError>
 where
-    D: Driven,
+    D: Driven<AsyncIoClock>,
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
     S: SessionSink,
     F: Future<Output = Option<String>>,
 {
-    // `None` once it completed: a finished future is not polled again.
-    let mut stop = Some(Box::pin(stop));
-    let mut driver = Driver::new(options, Instant::now());
-    driver.start(Instant::now(), driven.machine());
-    let mut timer = Timer::never();
-    // A one-shot timer that fired stays silent until it is set again.
-    let mut fired = false;
-    let mut result = loop {
-        match driver.poll(Instant::now(), driven.machine()) {
-            Next::End(result) => break result,
-            Next::Drain => {
-                let mut port = SinkPort {
-                    sink: &mut *sink,
-                    ledger: driver.ledger(),
-                };
-                if let Err(e) = port.drain(driven).await {
-                    break Err(e);
-                }
-            }
-            Next::Wait { wake, changed } => {
-                if changed || std::mem::take(&mut fired) {
-                    match wake {
-                        Some(at) => timer.set_at(at),
-                        None => timer = Timer::never(),
-                    }
-                }
-                let woke = poll_fn(|cx| {
-                    for i in driver.order() {
-                        let (pump, may_read) = driver.pump(i);
-                        let polled = match i {
-                            0 => poll_pump(pump, may_read, cx, &mut client, &mut upstream),
-                            _ => poll_pump(pump, may_read, cx, &mut upstream, &mut client),
-                        };
-                        if let Poll::Ready(step) = polled {
-                            return Poll::Ready(Wake::Pump(i, step));
-                        }
-                    }
-                    if driven.poll_io(cx).is_ready() {
-                        return Poll::Ready(Wake::Io);
-                    }
-                    if Pin::new(&mut timer).poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Deadline);
-                    }
-                    if let Some(Poll::Ready(message)) = stop.as_mut().map(|s| s.as_mut().poll(cx)) {
-                        return Poll::Ready(Wake::Stop(message));
-                    }
-                    Poll::Pending
-                })
-                .await;
-                match woke {
-                    Wake::Pump(i, step) => {
-                        driver.on_pump(Instant::now(), driven.machine(), i, step)
-                    }
-                    Wake::Io => driver.on_io(),
-                    Wake::Deadline => fired = true, // handled by the next poll
-                    Wake::Stop(message) => {
-                        stop = None;
-                        driver.on_stop(Instant::now(), driven.machine(), message.as_deref());
-                    }
-                }
-            }
-        }
-    };
-    // Both connections end here, before the upload settles.
-    drop(client);
-    drop(upstream);
-    driver.close_sides(Instant::now(), driven.machine());
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    if let Err(e) = port.drain(driven).await {
-        result = result.and(Err(e));
-    }
-    result = driver.verdict(driven.machine(), result);
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    driven.settle(&mut port).await;
-    port.finish(&mut result).await;
-    driver.end(Instant::now(), result)
-}
-
-/// What woke the driver.
-enum Wake {
-    Pump(usize, PumpStep),
-    Io,
-    Deadline,
-    /// The stop future completed: `None` stop now, `Some` end with a message.
-    Stop(Option<String>),
+    let (client, upstream) = (Stream(client), Stream(upstream));
+    kubecast_async::run(driven, client, upstream, sink, options, stop).await
 }

@@ -1,23 +1,21 @@
-//! [`drive`]: one [`Session`] between two tokio byte streams — and the one
-//! loop every driven machine shares ([`run`]). The decisions are the
-//! core's [`Driver`]; this module reads and writes, sleeps and awaits the
-//! sink.
+//! [`drive`]: one [`Session`] between two tokio byte streams. The loop
+//! every driven machine shares is `kubecast-async`'s ([`run`]), the
+//! decisions are the core's `Driver`; this module gives it tokio's streams
+//! and clock.
 
-pub(crate) mod port;
-mod pump;
+pub(crate) mod io;
 
+use io::Stream;
+pub(crate) use io::TokioClock;
+use kubecast_async::Driven;
 pub use kubecast_core::drive::{
     DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError, Preamble,
     DEFAULT_BUFFER_SIZE,
 };
-use kubecast_core::drive::{Driver, Next, SessionMachine, SessionSink};
+use kubecast_core::drive::{SessionMachine, SessionSink};
 use kubecast_core::session::Session;
-use port::{Driven, SinkPort};
-use pump::poll_pump;
-use std::future::{poll_fn, Future};
-use std::task::Poll;
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 
 /// Drives `session` between `client` and `upstream` until both directions
 /// have ended, forwarding every byte unchanged while the session observes
@@ -103,114 +101,22 @@ where
     run(&mut machine, client, upstream, sink, options, end).await
 }
 
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
-}
-
-/// The loop: both directions, the machine's I/O, one timer, the stop
-/// future (`None`: cut the session now; `Some(message)`: end it with that
-/// message). See the crate documentation for the rules.
+/// The loop, `kubecast-async`'s, on tokio streams and TokioClock.
 pub(crate) async fn run<D, C, U, S, F>(
     driven: &mut D,
-    mut client: C,
-    mut upstream: U,
+    client: C,
+    upstream: U,
     sink: &mut S,
     options: &DriveOptions,
     stop: F,
 ) -> Result<DriveSummary, DriveError>
 where
-    D: Driven,
+    D: Driven<TokioClock>,
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
     S: SessionSink,
     F: Future<Output = Option<String>>,
 {
-    // `None` once it completed: a finished future is not polled again.
-    let mut stop = Some(Box::pin(stop));
-    let mut driver = Driver::new(options, now());
-    driver.start(now(), driven.machine());
-    let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
-    let mut result = loop {
-        match driver.poll(now(), driven.machine()) {
-            Next::End(result) => break result,
-            Next::Drain => {
-                let mut port = SinkPort {
-                    sink: &mut *sink,
-                    ledger: driver.ledger(),
-                };
-                if let Err(e) = port.drain(driven).await {
-                    break Err(e);
-                }
-            }
-            Next::Wait { wake, changed } => {
-                if changed {
-                    if let Some(at) = wake {
-                        sleep.as_mut().reset(Instant::from_std(at));
-                    }
-                }
-                let armed = wake.is_some();
-                let woke = poll_fn(|cx| {
-                    for i in driver.order() {
-                        let (pump, may_read) = driver.pump(i);
-                        let polled = match i {
-                            0 => poll_pump(pump, may_read, cx, &mut client, &mut upstream),
-                            _ => poll_pump(pump, may_read, cx, &mut upstream, &mut client),
-                        };
-                        if let Poll::Ready(step) = polled {
-                            return Poll::Ready(Wake::Pump(i, step));
-                        }
-                    }
-                    if driven.poll_io(cx).is_ready() {
-                        return Poll::Ready(Wake::Io);
-                    }
-                    if armed && sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Deadline);
-                    }
-                    if let Some(Poll::Ready(message)) = stop.as_mut().map(|s| s.as_mut().poll(cx)) {
-                        return Poll::Ready(Wake::Stop(message));
-                    }
-                    Poll::Pending
-                })
-                .await;
-                match woke {
-                    Wake::Pump(i, step) => driver.on_pump(now(), driven.machine(), i, step),
-                    Wake::Io => driver.on_io(),
-                    Wake::Deadline => {} // handled by the next poll
-                    Wake::Stop(message) => {
-                        stop = None;
-                        driver.on_stop(now(), driven.machine(), message.as_deref());
-                    }
-                }
-            }
-        }
-    };
-    // Both connections end here, before the upload settles: kubectl does
-    // not wait for the recorder's last ack.
-    drop(client);
-    drop(upstream);
-    driver.close_sides(now(), driven.machine());
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    if let Err(e) = port.drain(driven).await {
-        result = result.and(Err(e));
-    }
-    result = driver.verdict(driven.machine(), result);
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    driven.settle(&mut port).await;
-    port.finish(&mut result).await;
-    driver.end(now(), result)
-}
-
-/// What woke the driver.
-enum Wake {
-    Pump(usize, kubecast_core::drive::PumpStep),
-    Io,
-    Deadline,
-    /// The stop future completed: `None` stop now, `Some` end with a message.
-    Stop(Option<String>),
+    let (client, upstream) = (Stream(client), Stream(upstream));
+    kubecast_async::run(driven, client, upstream, sink, options, stop).await
 }
