@@ -6,16 +6,12 @@
 
 use crate::drive::{run, AsyncIoClock, DriveError, DriveOptions, DriveSummary};
 use crate::upload::{Transport, UploadTls};
-use async_io::Timer;
-use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use kubecast_async::{Driven, SinkPort};
-use kubecast_core::drive::{Deadline, Machine, RecordingMachine, SessionSink, UploadWork};
+use kubecast_async::Recorder;
+use kubecast_core::drive::SessionSink;
 use kubecast_core::recording::Recording;
 use kubecast_core::upload::UploadFailure;
 use std::future::Future;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
 /// A [`Recording`] and the I/O of its upload, created as soon as the
 /// session is known and driven with [`drive_recording`]; see
@@ -24,11 +20,7 @@ use std::time::Instant;
 /// handle is awaited ([`RecordingHandle::wait_open`], [`drive_recording`]),
 /// so the first dial starts then, not in [`RecordingHandle::new`].
 #[derive(Debug)]
-pub struct RecordingHandle {
-    machine: RecordingMachine,
-    transport: Transport,
-    deadline: Deadline,
-}
+pub struct RecordingHandle(Recorder<Transport, AsyncIoClock>);
 
 /// [`RecordingHandle::new`], then [`RecordingHandle::wait_open`]: on
 /// `Err` a fail-closed proxy refuses the request (nothing went upstream).
@@ -59,7 +51,7 @@ where
     S: SessionSink,
 {
     let stop = std::future::pending();
-    run(handle, client, upstream, sink, options, stop).await
+    run(&mut handle.0, client, upstream, sink, options, stop).await
 }
 
 /// [`drive_recording`], ended by the caller with a message when `end`
@@ -80,7 +72,7 @@ where
     F: Future<Output = String>,
 {
     let end = async { Some(end.await) };
-    run(handle, client, upstream, sink, options, end).await
+    run(&mut handle.0, client, upstream, sink, options, end).await
 }
 
 /// [`drive_recording`], ended early when `stop` completes (see
@@ -103,7 +95,7 @@ where
         stop.await;
         None
     };
-    run(handle, client, upstream, sink, options, stop).await
+    run(&mut handle.0, client, upstream, sink, options, stop).await
 }
 
 impl RecordingHandle {
@@ -111,24 +103,19 @@ impl RecordingHandle {
     /// starts the upload's I/O. `tls` is used for `https://` recorders.
     pub fn new(recording: Recording, tls: UploadTls) -> Self {
         let connect_timeout = recording.upload().config().attempt_budget;
-        let mut handle = RecordingHandle {
-            machine: RecordingMachine::new(recording),
-            transport: Transport::new(tls, connect_timeout),
-            deadline: Deadline::default(),
-        };
-        handle.execute_work();
-        handle
+        let transport = Transport::new(tls, connect_timeout);
+        RecordingHandle(Recorder::new(recording, transport))
     }
 
     /// The core machine, for its getters (upload state, progress, attempt
     /// log, session).
     pub fn recording(&self) -> &Recording {
-        self.machine.recording()
+        self.0.recording()
     }
 
     /// The upload's failure, once it failed.
     pub fn failure(&self) -> Option<&UploadFailure> {
-        self.machine.failure()
+        self.0.failure()
     }
 
     /// Runs the upload until it is open (a recorder accepted it: `Ok`) or
@@ -136,73 +123,6 @@ impl RecordingHandle {
     /// with every attempt). Bounded by the upload's overall budget. The
     /// upload log so far reaches the sink when the session is driven.
     pub async fn wait_open(&mut self) -> Result<(), UploadFailure> {
-        loop {
-            self.execute_work();
-            if let Some(open) = self.machine.open_result() {
-                return open;
-            }
-            self.step().await;
-        }
-    }
-
-    fn execute_work(&mut self) {
-        while let Some(work) = self.machine.poll_work() {
-            self.transport.execute(work);
-        }
-    }
-
-    /// Fires the deadline if due, else waits for one network event or the
-    /// deadline.
-    async fn step(&mut self) {
-        if self.deadline.fire(Instant::now(), &mut self.machine) {
-            return;
-        }
-        let deadline = self.deadline.next(&self.machine);
-        let sleep = async {
-            match deadline {
-                Some(d) => {
-                    Timer::at(d).await;
-                }
-                None => std::future::pending().await,
-            }
-            None
-        };
-        let event = async { Some(self.transport.next_event().await) };
-        if let Some((attempt, net)) = future::or(event, sleep).await {
-            self.machine.handle_net(Instant::now(), attempt, net);
-        }
-    }
-}
-
-impl Driven<AsyncIoClock> for RecordingHandle {
-    type M = RecordingMachine;
-
-    fn machine(&mut self) -> &mut RecordingMachine {
-        &mut self.machine
-    }
-
-    fn execute(&mut self, work: UploadWork) {
-        self.transport.execute(work);
-    }
-
-    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.transport
-            .poll_event(cx)
-            .map(|(attempt, net)| self.machine.handle_net(Instant::now(), attempt, net))
-    }
-
-    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S, AsyncIoClock>) {
-        loop {
-            // A sink error was already recorded by the port.
-            let _ = port.drain(self).await;
-            // A session that recorded nothing never finishes its upload:
-            // there is nothing to wait for (dropping the handle drops the
-            // connections).
-            if self.machine.settled() {
-                break;
-            }
-            self.step().await;
-        }
-        self.machine.clear_verdicts();
+        self.0.wait_open().await
     }
 }

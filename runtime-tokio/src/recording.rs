@@ -6,25 +6,19 @@
 
 use crate::drive::{run, DriveError, DriveOptions, DriveSummary, TokioClock};
 use crate::upload::{Transport, UploadTls};
-use kubecast_async::{Driven, SinkPort};
-use kubecast_core::drive::{Deadline, Machine, RecordingMachine, SessionSink, UploadWork};
+use kubecast_async::Recorder;
+use kubecast_core::drive::SessionSink;
 use kubecast_core::recording::Recording;
 use kubecast_core::upload::UploadFailure;
 use std::future::Future;
-use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 
 /// A [`Recording`] and the I/O of its upload, created as soon as the
 /// session is known (the upload dials at once) and driven with
 /// [`drive_recording`]; see [`kubecast_core::drive::RecordingMachine`]
 /// for the whole contract.
 #[derive(Debug)]
-pub struct RecordingHandle {
-    machine: RecordingMachine,
-    transport: Transport,
-    deadline: Deadline,
-}
+pub struct RecordingHandle(Recorder<Transport, TokioClock>);
 
 /// [`RecordingHandle::new`], then [`RecordingHandle::wait_open`]: on
 /// `Err` a fail-closed proxy refuses the request (nothing went upstream).
@@ -55,7 +49,7 @@ where
     S: SessionSink,
 {
     let stop = std::future::pending();
-    run(handle, client, upstream, sink, options, stop).await
+    run(&mut handle.0, client, upstream, sink, options, stop).await
 }
 
 /// [`drive_recording`], ended by the caller with a message when `end`
@@ -76,7 +70,7 @@ where
     F: Future<Output = String>,
 {
     let end = async { Some(end.await) };
-    run(handle, client, upstream, sink, options, end).await
+    run(&mut handle.0, client, upstream, sink, options, end).await
 }
 
 /// [`drive_recording`], ended early when `stop` completes (see
@@ -99,7 +93,7 @@ where
         stop.await;
         None
     };
-    run(handle, client, upstream, sink, options, stop).await
+    run(&mut handle.0, client, upstream, sink, options, stop).await
 }
 
 impl RecordingHandle {
@@ -107,24 +101,19 @@ impl RecordingHandle {
     /// starts the upload's I/O. `tls` is used for `https://` recorders.
     pub fn new(recording: Recording, tls: UploadTls) -> Self {
         let connect_timeout = recording.upload().config().attempt_budget;
-        let mut handle = RecordingHandle {
-            machine: RecordingMachine::new(recording),
-            transport: Transport::new(tls, connect_timeout),
-            deadline: Deadline::default(),
-        };
-        handle.execute_work();
-        handle
+        let transport = Transport::new(tls, connect_timeout);
+        RecordingHandle(Recorder::new(recording, transport))
     }
 
     /// The core machine, for its getters (upload state, progress, attempt
     /// log, session).
     pub fn recording(&self) -> &Recording {
-        self.machine.recording()
+        self.0.recording()
     }
 
     /// The upload's failure, once it failed.
     pub fn failure(&self) -> Option<&UploadFailure> {
-        self.machine.failure()
+        self.0.failure()
     }
 
     /// Runs the upload until it is open (a recorder accepted it: `Ok`) or
@@ -132,76 +121,6 @@ impl RecordingHandle {
     /// with every attempt). Bounded by the upload's overall budget. The
     /// upload log so far reaches the sink when the session is driven.
     pub async fn wait_open(&mut self) -> Result<(), UploadFailure> {
-        loop {
-            self.execute_work();
-            if let Some(open) = self.machine.open_result() {
-                return open;
-            }
-            self.step().await;
-        }
-    }
-
-    fn execute_work(&mut self) {
-        while let Some(work) = self.machine.poll_work() {
-            self.transport.execute(work);
-        }
-    }
-
-    /// Fires the deadline if due, else waits for one network event or the
-    /// deadline.
-    async fn step(&mut self) {
-        if self.deadline.fire(now(), &mut self.machine) {
-            return;
-        }
-        let deadline = self.deadline.next(&self.machine);
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            (attempt, net) = self.transport.next_event() => {
-                self.machine.handle_net(now(), attempt, net);
-            }
-            () = sleep => {}
-        }
-    }
-}
-
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
-}
-
-impl Driven<TokioClock> for RecordingHandle {
-    type M = RecordingMachine;
-
-    fn machine(&mut self) -> &mut RecordingMachine {
-        &mut self.machine
-    }
-
-    fn execute(&mut self, work: UploadWork) {
-        self.transport.execute(work);
-    }
-
-    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.transport
-            .poll_event(cx)
-            .map(|(attempt, net)| self.machine.handle_net(now(), attempt, net))
-    }
-
-    async fn settle<S: SessionSink>(&mut self, port: &mut SinkPort<'_, S, TokioClock>) {
-        loop {
-            // A sink error was already recorded by the port.
-            let _ = port.drain(self).await;
-            // A session that recorded nothing never finishes its upload:
-            // there is nothing to wait for (dropping the handle drops the
-            // connections).
-            if self.machine.settled() {
-                break;
-            }
-            self.step().await;
-        }
-        self.machine.clear_verdicts();
+        self.0.wait_open().await
     }
 }

@@ -20,14 +20,19 @@
 //! - [`SinkPort`]: hands a machine's items to a `SessionSink`, each call
 //!   bounded by the sink timeout;
 //! - [`Driven`]: what the loop drives — a core `Machine` and the I/O it
-//!   brings along (a recording's upload transport, which stays in the
-//!   adapter).
+//!   brings along;
+//! - [`Recorder`]: a recording's machine with its upload transport (the
+//!   adapter's [`UploadTransport`]) and deadline — the adapters'
+//!   `RecordingHandle`: `wait_open`, the upload's events in the loop, its
+//!   end after it.
 
 mod port;
 mod pump;
+mod recording;
 mod run;
 
 pub use port::{bounded, Driven, SinkPort};
+pub use recording::{Recorder, UploadTransport};
 pub use run::run;
 
 use std::future::Future;

@@ -17,6 +17,7 @@ mod attempt;
 
 pub use kubecast_core::drive::UploadTls;
 
+use kubecast_async::UploadTransport;
 use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
 use kubecast_core::upload::AttemptId;
 use std::collections::HashMap;
@@ -67,9 +68,11 @@ impl Transport {
             rx,
         }
     }
+}
 
+impl UploadTransport for Transport {
     /// Carries out one piece of the core's upload work.
-    pub(crate) fn execute(&mut self, work: UploadWork) {
+    fn execute(&mut self, work: UploadWork) {
         match work {
             UploadWork::Connect {
                 attempt,
@@ -109,7 +112,7 @@ impl Transport {
 
     /// Runs the attempts, then returns the next network event if one is
     /// waiting.
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
         for handle in self.attempts.values_mut() {
             if let Some(task) = &mut handle.task {
                 if task.as_mut().poll(cx).is_ready() {
@@ -124,10 +127,5 @@ impl Transport {
             Ok(event) => Poll::Ready(event),
             Err(_) => Poll::Pending,
         }
-    }
-
-    /// The next network event.
-    pub(crate) async fn next_event(&mut self) -> (AttemptId, Net) {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 }

@@ -17,6 +17,7 @@ mod attempt;
 pub use kubecast_core::drive::UploadTls;
 
 use attempt::{AbortOnDrop, Reporter};
+use kubecast_async::UploadTransport;
 use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
 use kubecast_core::upload::AttemptId;
 use std::collections::HashMap;
@@ -56,9 +57,11 @@ impl Transport {
             rx,
         }
     }
+}
 
+impl UploadTransport for Transport {
     /// Carries out one piece of the core's upload work.
-    pub(crate) fn execute(&mut self, work: UploadWork) {
+    fn execute(&mut self, work: UploadWork) {
         match work {
             UploadWork::Connect {
                 attempt,
@@ -97,16 +100,11 @@ impl Transport {
     }
 
     /// The next network event, if one is waiting.
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(event)) => Poll::Ready(event),
             // We hold a sender, so the channel never closes.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
-    }
-
-    /// The next network event.
-    pub(crate) async fn next_event(&mut self) -> (AttemptId, Net) {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 }
