@@ -16,13 +16,16 @@
 //! The decisions are the core's ([`kubecast_core::drive`]: the `Driver`,
 //! the `Machine`s, the `Ledger`); this crate moves bytes and sleeps. It
 //! starts no runtime and spawns nothing: the upload's attempts are futures
-//! the driver polls in place. `h2` runs over tokio-util's futures-io compat
+//! the driver polls in place (so the first dial starts when a
+//! [`RecordingHandle`] is first awaited, not in [`RecordingHandle::new`]).
+//! An end of file is passed on with `close()`, so give the drive functions
+//! streams whose `close()` shuts the write half down (`async-net`'s
+//! `TcpStream` does; a bare `async_io::Async<TcpStream>` only flushes). `h2` runs over tokio-util's futures-io compat
 //! layer, which uses tokio's I/O traits only. The audit sink exists only in
 //! `kubecast-tokio`.
 
 mod drive;
 mod file_sink;
-mod recording;
 mod sink;
 mod upload;
 
@@ -30,10 +33,10 @@ pub use drive::{
     drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
     OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
 };
-pub use file_sink::FileSink;
-pub use recording::{
+pub use drive::{
     drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
     RecordingHandle,
 };
+pub use file_sink::FileSink;
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

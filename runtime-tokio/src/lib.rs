@@ -44,7 +44,6 @@ pub mod audit;
 mod drive;
 mod file_sink;
 pub mod kubeconfig;
-mod recording;
 mod sink;
 pub mod tls;
 mod upload;
@@ -57,10 +56,10 @@ pub use drive::{
     drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
     OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
 };
-pub use file_sink::FileSink;
-pub use recording::{
+pub use drive::{
     drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
     RecordingHandle,
 };
+pub use file_sink::FileSink;
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

@@ -24,8 +24,11 @@
 //! - [`Recorder`]: a recording's machine with its upload transport (the
 //!   adapter's [`UploadTransport`]) and deadline — the adapters'
 //!   `RecordingHandle`: `wait_open`, the upload's events in the loop, its
-//!   end after it.
+//!   end after it;
+//! - [`adapter_api!`]: the adapters' public functions and `RecordingHandle`
+//!   over all of the above, stamped into each with its runtime's types.
 
+mod api;
 mod port;
 mod pump;
 mod recording;
@@ -34,6 +37,10 @@ mod run;
 pub use port::{bounded, Driven, SinkPort};
 pub use recording::{Recorder, UploadTransport};
 pub use run::run;
+
+/// For [`adapter_api!`]'s expansion in the adapters.
+#[doc(hidden)]
+pub use kubecast_core as __core;
 
 use std::future::Future;
 use std::io;
