@@ -25,10 +25,10 @@
 //! `kubecast-tokio`.
 
 mod drive;
-mod file_sink;
 mod sink;
 mod upload;
 
+pub use drive::FileSink;
 pub use drive::{
     drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
     OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
@@ -37,6 +37,5 @@ pub use drive::{
     drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
     RecordingHandle,
 };
-pub use file_sink::FileSink;
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

@@ -42,7 +42,6 @@
 
 pub mod audit;
 mod drive;
-mod file_sink;
 pub mod kubeconfig;
 mod sink;
 pub mod tls;
@@ -52,6 +51,7 @@ pub use audit::{
     AuditHandle, AuditSink, AuditStartError, RecordError, Recorded, ShutdownError, ShutdownReport,
     WebhookConfig, WebhookConfigError,
 };
+pub use drive::FileSink;
 pub use drive::{
     drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
     OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
@@ -60,6 +60,5 @@ pub use drive::{
     drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
     RecordingHandle,
 };
-pub use file_sink::FileSink;
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

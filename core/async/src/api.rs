@@ -16,7 +16,9 @@
 /// - `clock`: the runtime's [`crate::Clock`];
 /// - `transport`: the adapter's [`crate::UploadTransport`], built with
 ///   `new(tls, connect_timeout)`;
-/// - `tls`: the TLS configuration type for `https://` recorders.
+/// - `tls`: the TLS configuration type for `https://` recorders;
+/// - `unblock`: the runtime's [`crate::Unblock`], for [`crate::FileSink`]'s
+///   file I/O (also stamped: `FileSink`).
 #[macro_export]
 macro_rules! adapter_api {
     (
@@ -25,8 +27,59 @@ macro_rules! adapter_api {
         stream: $stream:path,
         clock: $clock:ty,
         transport: $transport:ty,
-        tls: $tls:ty $(,)?
+        tls: $tls:ty,
+        unblock: $unblock:ty $(,)?
     ) => {
+        /// Writes the cast of one session to `DIR/STEM.cast` under a
+        /// temporary name, placed when the session finishes — the rules are
+        /// the core's `CastFile`.
+        #[derive(Debug)]
+        pub struct FileSink($crate::FileSink<$unblock>);
+
+        impl FileSink {
+            /// A sink for `DIR/STEM.cast`; `dir` is created if needed when
+            /// the first cast bytes arrive.
+            pub fn new(dir: impl Into<::std::path::PathBuf>, stem: &str) -> FileSink {
+                FileSink($crate::FileSink::new(dir, stem))
+            }
+
+            /// Where the recording was placed, once `finish` has run
+            /// (`None` when there was nothing to record).
+            pub fn path(&self) -> Option<&::std::path::Path> {
+                self.0.path()
+            }
+
+            /// Cast bytes written so far.
+            pub fn written(&self) -> u64 {
+                self.0.written()
+            }
+        }
+
+        impl $crate::__core::drive::SessionSink for FileSink {
+            fn event(
+                &mut self,
+                event: $crate::__core::session::SessionEvent,
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::__core::drive::SinkError>> + Send
+            {
+                self.0.event(event)
+            }
+
+            fn cast(
+                &mut self,
+                bytes: $crate::__bytes::Bytes,
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::__core::drive::SinkError>> + Send
+            {
+                self.0.cast(bytes)
+            }
+
+            fn finish(
+                &mut self,
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::__core::drive::SinkError>> + Send
+            {
+                self.0.finish()
+            }
+        }
+
         /// Drives `session` between `client` and `upstream` until both
         /// directions have ended, forwarding every byte unchanged while the
         /// session observes it; the outputs go to `sink`, each awaited before

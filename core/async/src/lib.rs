@@ -25,19 +25,25 @@
 //!   adapter's [`UploadTransport`]) and deadline — the adapters'
 //!   `RecordingHandle`: `wait_open`, the upload's events in the loop, its
 //!   end after it;
+//! - [`FileSink`]: the cast to a `.cast` file, its `std::fs` I/O run
+//!   through the runtime's [`Unblock`];
 //! - [`adapter_api!`]: the adapters' public functions and `RecordingHandle`
 //!   over all of the above, stamped into each with its runtime's types.
 
 mod api;
+mod file_sink;
 mod port;
 mod pump;
 mod recording;
 mod run;
 
+pub use file_sink::{FileSink, Unblock};
 pub use port::{bounded, Driven, SinkPort};
 pub use recording::{Recorder, UploadTransport};
 pub use run::run;
 
+#[doc(hidden)]
+pub use bytes as __bytes;
 /// For [`adapter_api!`]'s expansion in the adapters.
 #[doc(hidden)]
 pub use kubecast_core as __core;

@@ -1,10 +1,11 @@
-//! The two things `kubecast-async`'s shared loop needs from `futures-io`
-//! and `async-io`: byte streams ([`Stream`]; an end of file is passed on
-//! with `close()`) and a clock ([`AsyncIoClock`]).
+//! What `kubecast-async` needs from `futures-io`, `async-io` and
+//! `blocking`: byte streams ([`Stream`]; an end of file is passed on with
+//! `close()`), a clock and a blocking pool ([`AsyncIo`]).
 
 use async_io::Timer;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use kubecast_async::{ByteStream, Clock};
+use kubecast_async::{ByteStream, Clock, Unblock};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,16 +30,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ByteStream for Stream<T> {
     }
 }
 
-/// The system clock and `async-io` timers.
+/// The system clock, `async-io` timers and the `blocking` pool.
 #[derive(Debug)]
-pub(crate) struct AsyncIoClock;
+pub(crate) struct AsyncIo;
 
-impl Clock for AsyncIoClock {
+impl Clock for AsyncIo {
     type Sleep = Timer;
     fn now() -> Instant {
         Instant::now()
     }
     fn sleep_until(at: Instant) -> Timer {
         Timer::at(at)
+    }
+}
+
+impl Unblock for AsyncIo {
+    fn unblock<T, F>(work: F) -> impl Future<Output = io::Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+    {
+        blocking::unblock(work)
     }
 }

@@ -1,5 +1,5 @@
 //! The public API — [`drive`], [`RecordingHandle`], [`drive_recording`]
-//! and their variants — on `futures-io` byte streams and `async-io`
+//! and their variants, [`FileSink`] — on `futures-io` byte streams and `async-io`
 //! timers. The functions are `kubecast_async::adapter_api!`'s (the same in
 //! `kubecast-tokio`), the loop is `kubecast-async`'s, the decisions are the
 //! core's `Driver`; this module only names the runtime's types.
@@ -15,7 +15,8 @@ kubecast_async::adapter_api! {
     read: futures_lite::io::AsyncRead,
     write: futures_lite::io::AsyncWrite,
     stream: io::Stream,
-    clock: io::AsyncIoClock,
+    clock: io::AsyncIo,
     transport: crate::upload::Transport,
     tls: crate::upload::UploadTls,
+    unblock: io::AsyncIo,
 }

@@ -1,8 +1,8 @@
-//! The two things `kubecast-async`'s shared loop needs from tokio: its
-//! byte streams ([`Stream`]) and its clock ([`TokioClock`], pausable in
-//! tests).
+//! What `kubecast-async` needs from tokio: its byte streams ([`Stream`]),
+//! its clock (pausable in tests) and its blocking pool ([`Tokio`]).
 
-use kubecast_async::{ByteStream, Clock};
+use kubecast_async::{ByteStream, Clock, Unblock};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -30,16 +30,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ByteStream for Stream<T> {
     }
 }
 
-/// tokio's clock and sleep.
+/// tokio's clock, sleep and blocking pool.
 #[derive(Debug)]
-pub(crate) struct TokioClock;
+pub(crate) struct Tokio;
 
-impl Clock for TokioClock {
+impl Clock for Tokio {
     type Sleep = tokio::time::Sleep;
     fn now() -> std::time::Instant {
         Instant::now().into_std()
     }
     fn sleep_until(at: std::time::Instant) -> tokio::time::Sleep {
         tokio::time::sleep_until(Instant::from_std(at))
+    }
+}
+
+impl Unblock for Tokio {
+    fn unblock<T, F>(work: F) -> impl Future<Output = io::Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+    {
+        let task = tokio::task::spawn_blocking(work);
+        async move { task.await.unwrap_or_else(|e| Err(io::Error::other(e))) }
     }
 }
