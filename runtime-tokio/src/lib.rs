@@ -27,8 +27,9 @@
 //!
 //! A recorded session ([`drive_recording`]) runs in the same loop: a core
 //! `Recording` (a session wired to its recorder upload) whose upload I/O —
-//! TCP, TLS ([`UploadTls`]), HTTP/2 via `h2` or raw HTTP/1.1 — runs in one
-//! task per attempt, whose read budget gates reading, and whose fail-closed
+//! TCP, TLS ([`UploadTls`]), HTTP/2 via `h2` or raw HTTP/1.1 — runs as
+//! one future per attempt polled by the driver, whose read budget gates
+//! reading, and whose fail-closed
 //! verdict ends the session. [`start_recording`] waits for a recorder before
 //! anything goes upstream. The upload's log reaches the sink as
 //! [`UploadEvent`]s ([`SessionSink::upload`]).

@@ -25,6 +25,8 @@
 //!   adapter's [`UploadTransport`]) and deadline — the adapters'
 //!   `RecordingHandle`: `wait_open`, the upload's events in the loop, its
 //!   end after it;
+//! - [`Uploads`]: the recorder upload's attempts (h2 v2, HTTP/1.1 v1),
+//!   polled in place, over the adapter's [`Dial`] (TCP and TLS);
 //! - [`FileSink`]: the cast to a `.cast` file, its `std::fs` I/O run
 //!   through the runtime's [`Unblock`];
 //! - [`adapter_api!`]: the adapters' public functions and `RecordingHandle`
@@ -36,11 +38,13 @@ mod port;
 mod pump;
 mod recording;
 mod run;
+mod upload;
 
 pub use file_sink::{FileSink, Unblock};
 pub use port::{bounded, Driven, SinkPort};
 pub use recording::{Recorder, UploadTransport};
 pub use run::run;
+pub use upload::{Dial, Uploads};
 
 #[doc(hidden)]
 pub use bytes as __bytes;
@@ -67,7 +71,7 @@ pub trait ByteStream {
 /// The runtime's clock and timer.
 pub trait Clock {
     /// A sleep until a point in time (its output is ignored).
-    type Sleep: Future;
+    type Sleep: Future + Send;
     /// The runtime's now (tokio's can be paused in tests).
     fn now() -> Instant;
     fn sleep_until(at: Instant) -> Self::Sleep;
