@@ -3,16 +3,20 @@
 //!
 //! The core (`kubecast_core::drive`) decides and stays synchronous; an
 //! adapter used to wrap each decision in the same `async` code twice, once
-//! per runtime. This crate holds that code, generic over two small
-//! poll-based traits an adapter implements for its runtime in a few lines:
+//! per runtime. This crate holds that code, generic over small traits an
+//! adapter implements for its runtime in a few lines (`src/drive/io.rs`,
+//! `src/upload.rs` in each adapter):
 //!
 //! - [`ByteStream`]: `poll_read` / `poll_write` / `poll_flush` /
 //!   `poll_shutdown` on one connection (tokio's `AsyncRead + AsyncWrite`,
 //!   or `futures-io`'s, where shutdown is `poll_close`);
 //! - [`Clock`]: the runtime's `now` and `sleep_until` (tokio's clock can be
-//!   paused in tests, so the clock is the runtime's, not `Instant::now`).
+//!   paused in tests, so the clock is the runtime's, not `Instant::now`);
+//! - [`Unblock`]: run blocking work (file I/O) on the runtime's pool;
+//! - [`Dial`]: TCP and TLS to a recorder, as a futures-io stream.
 //!
-//! It depends on no runtime, spawns nothing and starts nothing: the futures
+//! It depends on no runtime (h2 needs tokio's I/O traits, not its
+//! runtime), spawns nothing and starts nothing: the futures
 //! it returns run on whatever executor polls them.
 //!
 //! - [`run`]: the drive loop (both directions, the machine's own I/O, one
@@ -41,7 +45,7 @@ mod run;
 mod upload;
 
 pub use file_sink::{FileSink, Unblock};
-pub use port::{bounded, Driven, SinkPort};
+pub use port::{Driven, SinkPort};
 pub use recording::{Recorder, UploadTransport};
 pub use run::run;
 pub use upload::{Dial, Uploads};

@@ -95,7 +95,7 @@ impl<'a, S: SessionSink, K: Clock> SinkPort<'a, S, K> {
 }
 
 /// A sink call with the sink deadline (`None`: no deadline).
-pub async fn bounded<K, F>(limit: Option<Duration>, call: F) -> Result<(), SinkError>
+async fn bounded<K, F>(limit: Option<Duration>, call: F) -> Result<(), SinkError>
 where
     K: Clock,
     F: Future<Output = Result<(), SinkError>>,
@@ -115,4 +115,63 @@ where
             .map(|_| Err(SinkError::TimedOut(limit)))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::{pending, ready};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::Instant;
+
+    /// A clock whose sleeps are over at once: every deadline has passed.
+    struct Expired;
+
+    impl Clock for Expired {
+        type Sleep = std::future::Ready<()>;
+        #[allow(clippy::disallowed_methods)]
+        fn now() -> Instant {
+            Instant::now()
+        }
+        fn sleep_until(_at: Instant) -> Self::Sleep {
+            ready(())
+        }
+    }
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    /// Polls `future` once: these futures are ready or never.
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let waker = Waker::from(Arc::new(Noop));
+        pin!(future).poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn a_sink_call_that_outlives_the_sink_timeout_is_timed_out() {
+        let limit = Duration::from_secs(3);
+        let call = pending::<Result<(), SinkError>>();
+        let Poll::Ready(Err(SinkError::TimedOut(d))) =
+            poll_once(bounded::<Expired, _>(Some(limit), call))
+        else {
+            panic!("timed out")
+        };
+        assert_eq!(d, limit);
+    }
+
+    #[test]
+    fn a_ready_sink_call_wins_over_an_expired_deadline() {
+        let call = ready(Err(SinkError::Closed));
+        let result = poll_once(bounded::<Expired, _>(Some(Duration::ZERO), call));
+        assert!(matches!(result, Poll::Ready(Err(SinkError::Closed))));
+    }
+
+    #[test]
+    fn without_a_sink_timeout_a_call_may_wait_forever() {
+        let call = pending::<Result<(), SinkError>>();
+        assert!(poll_once(bounded::<Expired, _>(None, call)).is_pending());
+    }
 }
