@@ -81,6 +81,8 @@ pub struct Recording {
     /// session's farewell.
     closing: Option<CloseReason>,
     closed: bool,
+    /// The adapter ended the session ([`Recording::end_with_message`]).
+    ending: bool,
 }
 
 impl Recording {
@@ -103,6 +105,7 @@ impl Recording {
             outputs: VecDeque::new(),
             closing: None,
             closed: false,
+            ending: false,
         };
         recording.pump(now);
         Ok(recording)
@@ -133,7 +136,7 @@ impl Recording {
     /// the upload's back-pressure applies to the sides whose bytes end up in
     /// the cast — the upstream always, the client when stdin is recorded.
     pub fn read_budget(&self, side: Side) -> usize {
-        if self.closing.is_some() || self.closed {
+        if self.closing.is_some() || self.closed || self.ending {
             // Ending: the upstream is read only to finish its current frame.
             return match side {
                 Side::Client => 0,
@@ -159,6 +162,17 @@ impl Recording {
 
     pub fn handle_eof(&mut self, now: Instant, side: Side) {
         self.session.handle_eof(now, side);
+        self.pump(now);
+    }
+
+    /// Ends the session from our side and tells the user why (see
+    /// [`Session::end_with_message`]), e.g. a proxy whose shutdown grace
+    /// period is over. The cast gets its marker and the upload finishes as
+    /// for any other end; no [`RecordingOutput::Close`] follows the
+    /// `Inject` (it is not a failure).
+    pub fn end_with_message(&mut self, now: Instant, message: &str) {
+        self.ending = true;
+        self.session.end_with_message(now, message);
         self.pump(now);
     }
 

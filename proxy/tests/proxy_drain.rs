@@ -103,14 +103,14 @@ async fn drain(transport: Transport, to: To) {
         "{:?}",
         String::from_utf8_lossy(&out.transcript)
     );
-    // The other one outlives the grace period and is ended: kubectl
-    // returns. (How it exits depends on the transport: the proxy cuts the
-    // connection without a farewell Status yet — see docs/operations.md.)
+    // The other one outlives the grace period and is ended with kubecast's
+    // message on its error channel: kubectl prints it and fails.
     let out = lingering.wait().await;
-    eprintln!(
-        "cut session: kubectl exit {:?}: {:?}",
-        out.code,
-        String::from_utf8_lossy(&out.transcript)
+    let transcript = String::from_utf8_lossy(&out.transcript).into_owned();
+    assert_ne!(out.code, Some(0), "{transcript:?}");
+    assert!(
+        transcript.contains("the proxy is shutting down"),
+        "{transcript:?}"
     );
     let status = proxy.wait_exit(STEP).await;
     assert!(status.success(), "{status:?}\n{}", proxy.log_text());
@@ -144,6 +144,15 @@ async fn drain(transport: Transport, to: To) {
         .find(|c| output(c).contains("before"))
         .expect("the session cut at the end of the grace period");
     assert!(!output(cut).contains("during"), "{cut:?}");
+    let last = cut.last().unwrap();
+    assert_eq!(last[1], "m", "{cut:?}");
+    assert!(
+        last[2]
+            .as_str()
+            .unwrap()
+            .starts_with("kubecast: session ended: kubecast: the proxy is shutting down"),
+        "{last:?}"
+    );
 }
 
 async fn sigterm_drains_local_recordings(transport: Transport) {

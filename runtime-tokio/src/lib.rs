@@ -27,8 +27,9 @@
 //!
 //! A recorded session ([`drive_recording`]) runs in the same loop: a core
 //! `Recording` (a session wired to its recorder upload) whose upload I/O —
-//! TCP, TLS ([`UploadTls`]), HTTP/2 via `h2` or raw HTTP/1.1 — runs in one
-//! task per attempt, whose read budget gates reading, and whose fail-closed
+//! TCP, TLS ([`UploadTls`]), HTTP/2 via `h2` or raw HTTP/1.1 — runs as
+//! one future per attempt polled by the driver, whose read budget gates
+//! reading, and whose fail-closed
 //! verdict ends the session. [`start_recording`] waits for a recorder before
 //! anything goes upstream. The upload's log reaches the sink as
 //! [`UploadEvent`]s ([`SessionSink::upload`]).
@@ -42,9 +43,7 @@
 
 pub mod audit;
 mod drive;
-mod file_sink;
 pub mod kubeconfig;
-mod recording;
 mod sink;
 pub mod tls;
 mod upload;
@@ -53,11 +52,14 @@ pub use audit::{
     AuditHandle, AuditSink, AuditStartError, RecordError, Recorded, ShutdownError, ShutdownReport,
     WebhookConfig, WebhookConfigError,
 };
+pub use drive::FileSink;
 pub use drive::{
-    drive, drive_until, DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError,
-    Preamble, DEFAULT_BUFFER_SIZE,
+    drive, drive_until, drive_until_ended, DriveError, DriveErrorKind, DriveOptions, DriveSummary,
+    OnSinkError, Preamble, DEFAULT_BUFFER_SIZE,
 };
-pub use file_sink::FileSink;
-pub use recording::{drive_recording, drive_recording_until, start_recording, RecordingHandle};
+pub use drive::{
+    drive_recording, drive_recording_until, drive_recording_until_ended, start_recording,
+    RecordingHandle,
+};
 pub use sink::{ChannelSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use upload::UploadTls;

@@ -591,47 +591,102 @@ async fn fail_open_keeps_forwarding_and_reports_the_loss() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stopped_session_still_finishes_its_recording() {
-    let (client, client_proxy) = duplex(PIPE);
+/// How a test ends a live session from outside.
+enum EndFrom {
+    /// `drive_until`: cut.
+    Stop,
+    /// `drive_until_ended`: the core's farewell with this message.
+    Message(&'static str),
+}
+
+/// What a session ended from outside left: the result, what the client
+/// and the upstream read until their end of file, what the sink got.
+struct Ended {
+    result: Result<DriveSummary, DriveError>,
+    client: Vec<u8>,
+    upstream: Vec<u8>,
+    received: Received,
+}
+
+/// A session that printed `still running`, then ended from outside.
+async fn end_from_outside(how: EndFrom) -> Ended {
+    let (mut client, client_proxy) = duplex(PIPE);
     let (upstream_proxy, mut upstream) = duplex(PIPE);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<()>();
     let (mut sink, rx) = ChannelSink::new(16);
     let received = collect(rx);
     let driven = tokio::spawn(async move {
         let mut session = Session::new(SessionConfig::default(), meta());
-        let stop = async {
-            let _ = stop_rx.await;
-        };
-        kubecast_tokio::drive_until(
-            &mut session,
-            client_proxy,
-            upstream_proxy,
-            &mut sink,
-            &DriveOptions::default(),
-            stop,
-        )
-        .await
+        let options = DriveOptions::default();
+        let (c, u) = (client_proxy, upstream_proxy);
+        match how {
+            EndFrom::Stop => {
+                let stop = async {
+                    let _ = end_rx.await;
+                };
+                kubecast_tokio::drive_until(&mut session, c, u, &mut sink, &options, stop).await
+            }
+            EndFrom::Message(message) => {
+                let end = async {
+                    let _ = end_rx.await;
+                    message.to_string()
+                };
+                kubecast_tokio::drive_until_ended(&mut session, c, u, &mut sink, &options, end)
+                    .await
+            }
+        }
     });
-    let mut client = client;
     client.write_all(WS_PLAIN_REQUEST).await.unwrap();
     read_n(&mut upstream, WS_PLAIN_REQUEST.len()).await;
     let mut down = WS_101.to_vec();
     down.extend(from_upstream(1, b"still running\n"));
     upstream.write_all(&down).await.unwrap();
     read_n(&mut client, down.len()).await;
-    stop_tx.send(()).unwrap();
-    let error = driven.await.unwrap().expect_err("stopped");
+    end_tx.send(()).unwrap();
+    let result = driven.await.unwrap();
+    Ended {
+        result,
+        client: read_to_eof(&mut client).await,
+        upstream: read_to_eof(&mut upstream).await,
+        received: received.await.unwrap(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_session_still_finishes_its_recording() {
+    let ended = end_from_outside(EndFrom::Stop).await;
+    let error = ended.result.expect_err("stopped");
     assert!(matches!(error.kind, DriveErrorKind::Stopped), "{error}");
     assert!(error.summary.recording.is_some());
     // Both streams were dropped: the peers see end of file.
-    assert_eq!(read_to_eof(&mut client).await, b"");
-    assert_eq!(read_to_eof(&mut upstream).await, b"");
-    let got = received.await.unwrap();
-    assert!(got.finished);
-    assert!(cast_lines(&got.cast)
+    assert_eq!(ended.client, b"");
+    assert_eq!(ended.upstream, b"");
+    assert!(ended.received.finished);
+    assert!(cast_lines(&ended.received.cast)
         .iter()
         .any(|l| l.contains("still running")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_ended_from_outside_says_farewell_and_finishes_its_recording() {
+    let ended = end_from_outside(EndFrom::Message("the proxy is shutting down")).await;
+    let summary = ended.result.expect("ended cleanly");
+    assert!(summary.recording.is_some());
+    // kubectl's last words: a Status on the error channel, then the close.
+    let text = String::from_utf8_lossy(&ended.client);
+    assert!(text.contains("the proxy is shutting down"), "{text:?}");
+    assert_eq!(ended.client.get(2), Some(&3), "error channel: {text:?}");
+    assert_eq!(ended.upstream, b"", "nothing more goes upstream");
+    assert!(ended.received.finished);
+    let lines = cast_lines(&ended.received.cast);
+    assert!(lines.iter().any(|l| l.contains("still running")));
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains(r#""m", "kubecast: session ended: the proxy is shutting down"]"#),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -252,6 +252,25 @@ impl Driver {
         }
     }
 
+    /// The caller's stop signal completed. `None`: the session is cut at
+    /// once ([`DriveErrorKind::Stopped`]; the recording is still
+    /// finished). `Some(message)`: the core ends it with that message
+    /// ([`Machine::end_with_message`]): its farewell to the client at the
+    /// upstream's next frame boundary (within
+    /// [`crate::session::FAREWELL_WAIT`]), nothing more from the client,
+    /// the cast's end marker, then the usual end — `Ok` unless something
+    /// else ended the session first. Report it once: the adapter does not
+    /// poll a completed stop signal again.
+    pub fn on_stop(&mut self, now: Instant, machine: &mut impl Machine, message: Option<&str>) {
+        match message {
+            None => self.failed = Some(DriveErrorKind::Stopped),
+            Some(message) => {
+                machine.end_with_message(now, message);
+                self.drain_due = true;
+            }
+        }
+    }
+
     /// The machine's own I/O fed it an input: drain next.
     pub fn on_io(&mut self) {
         self.drain_due = true;

@@ -81,7 +81,7 @@ pub fn exhausted(stem: &str) -> std::io::Error {
 ///   write failed) is kept as `STEM_incomplete.cast`: nothing is silently
 ///   dropped;
 /// - the stem is sanitised ([`sanitise`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CastFile {
     dir: PathBuf,
     stem: String,

@@ -36,6 +36,9 @@ pub trait Machine {
     fn take_farewell(&mut self) -> Option<(usize, Bytes)>;
     /// Why the session must end now, if the core said so.
     fn take_close(&mut self) -> Option<DriveErrorKind>;
+    /// The caller ends the session with `message`: the core's farewell,
+    /// written at a frame boundary ([`Session::end_with_message`]).
+    fn end_with_message(&mut self, now: Instant, message: &str);
 }
 
 /// A plain session: its cast goes to the sink; it has no I/O of its own.
@@ -43,6 +46,9 @@ pub trait Machine {
 pub struct SessionMachine<'a> {
     session: &'a mut Session,
     farewell: Option<(usize, Bytes)>,
+    /// [`Machine::end_with_message`] was called: the client is not read
+    /// any more (nothing of it would be forwarded).
+    ending: bool,
 }
 
 impl<'a> SessionMachine<'a> {
@@ -50,6 +56,7 @@ impl<'a> SessionMachine<'a> {
         SessionMachine {
             session,
             farewell: None,
+            ending: false,
         }
     }
 }
@@ -74,8 +81,8 @@ impl Machine for SessionMachine<'_> {
         self.session.poll_timeout()
     }
 
-    fn may_read(&self, _side: Side) -> bool {
-        true
+    fn may_read(&self, side: Side) -> bool {
+        side == Side::Upstream || !self.ending
     }
 
     fn poll_item(&mut self) -> Option<SinkItem> {
@@ -100,6 +107,11 @@ impl Machine for SessionMachine<'_> {
 
     fn take_close(&mut self) -> Option<DriveErrorKind> {
         None
+    }
+
+    fn end_with_message(&mut self, now: Instant, message: &str) {
+        self.ending = true;
+        self.session.end_with_message(now, message);
     }
 }
 

@@ -14,7 +14,8 @@
 //!             pump i (driver.order()): do pump.io(may_read) with the stream traits, report pump.done(now, result)
 //!                 → Some(step) => driver.on_pump(now, &mut machine, i, step)
 //!             the machine's own I/O (the upload's network events) → feed it; driver.on_io()
-//!             the sleep → (handled by the next poll)     the stop signal → break Err(Stopped)
+//!             the sleep → (handled by the next poll)
+//!             the stop signal (cut, or end with a message) → driver.on_stop(now, &mut machine, message)
 //!         }
 //!     }
 //! }

@@ -250,4 +250,9 @@ impl Machine for RecordingMachine {
             }
         }
     }
+
+    fn end_with_message(&mut self, now: Instant, message: &str) {
+        self.recording.end_with_message(now, message);
+        self.sort();
+    }
 }

@@ -187,3 +187,65 @@ fn the_idle_timeout_is_a_deadline_to_sleep_until() {
     };
     assert_eq!(d, limit);
 }
+
+/// Runs `test` on a live session: the request forwarded, the upstream
+/// switched and printed `hello`. `test` gets how many bytes the client had
+/// received by then.
+fn on_a_live_session(
+    test: impl FnOnce(&mut Driver, &mut SessionMachine<'_>, &mut [Wire; 2], usize),
+) {
+    let now = start();
+    let mut session = Session::new(SessionConfig::default(), SessionMeta::default());
+    let mut machine = SessionMachine::new(&mut session);
+    let mut driver = Driver::new(&DriveOptions::default(), now);
+    let mut wires: [Wire; 2] = Default::default();
+    driver.start(now, &mut machine);
+    let mut cast = Vec::new();
+    wires[0].sent.extend(REQUEST);
+    assert!(run(&mut driver, &mut machine, &mut wires, now, &mut cast).is_none());
+    let mut down = SWITCHED.to_vec();
+    down.extend(output(b"hello\r\n"));
+    wires[1].sent.extend(&down);
+    assert!(run(&mut driver, &mut machine, &mut wires, now, &mut cast).is_none());
+    assert_eq!(wires[0].received, down);
+    test(&mut driver, &mut machine, &mut wires, down.len());
+}
+
+#[test]
+fn a_stop_with_a_message_ends_the_session_with_the_cores_farewell() {
+    on_a_live_session(|driver, machine, wires, before| {
+        let now = start();
+        driver.on_stop(now, machine, Some("the proxy is shutting down"));
+        // Nothing more from the client goes upstream.
+        wires[0].sent.extend(b"typed after the end");
+        let mut cast = Vec::new();
+        let end = run(driver, machine, wires, now, &mut cast);
+        assert!(matches!(end, Some(Ok(()))), "{end:?}");
+        assert_eq!(wires[1].received, REQUEST);
+        // The farewell: a Status on the error channel (3), after what was
+        // already forwarded.
+        let farewell = wires[0].received.get(before..).unwrap_or_default();
+        assert_eq!(farewell.get(2), Some(&3), "{farewell:?}");
+        let text = String::from_utf8_lossy(farewell);
+        assert!(text.contains("the proxy is shutting down"), "{text:?}");
+        let cast = String::from_utf8_lossy(&cast);
+        assert!(
+            cast.contains("session ended: the proxy is shutting down"),
+            "{cast}"
+        );
+    });
+}
+
+#[test]
+fn a_stop_without_a_message_cuts_the_session() {
+    on_a_live_session(|driver, machine, wires, before| {
+        let now = start();
+        driver.on_stop(now, machine, None);
+        let end = driver.poll(now, machine);
+        assert!(
+            matches!(end, Next::End(Err(DriveErrorKind::Stopped))),
+            "{end:?}"
+        );
+        assert_eq!(wires[0].received.len(), before, "no farewell");
+    });
+}

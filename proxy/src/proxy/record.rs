@@ -17,8 +17,10 @@
 //!    SIGHUP ([`RecordingHandler::reload`]).
 //! 2. [`UpgradeSession::run`]: the raw request head and the raw 101 head
 //!    are the driver's [`Preamble`] (fed to the core, not forwarded), then
-//!    [`drive_until`] / [`drive_recording_until`] moves the bytes until both
-//!    sides end or the shutdown grace runs out. One log line per session.
+//!    [`drive_until_ended`] / [`drive_recording_until_ended`] moves the
+//!    bytes until both sides end or the shutdown grace runs out (then the
+//!    core ends the session with [`SHUTDOWN_FAREWELL`]). One log line per
+//!    session.
 //! 3. [`UpgradeSession::not_upgraded`]: the recording is dropped (no cast;
 //!    an upload that never got cast bytes stores nothing at the recorder).
 
@@ -36,7 +38,7 @@ use kubecast_core::recording::{Policy, Recording};
 use kubecast_core::session::{Session, SessionConfig, SessionEvent, SessionMeta};
 use kubecast_core::upload::UploadConfig;
 use kubecast_tokio::{
-    drive_recording_until, drive_until, start_recording, DriveError, DriveErrorKind, DriveOptions,
+    drive_recording_until_ended, drive_until_ended, start_recording, DriveError, DriveOptions,
     DriveSummary, FileSink, OnSinkError, Preamble, RecordingHandle, SessionSink, SinkError,
     UploadEvent, UploadTls,
 };
@@ -318,7 +320,14 @@ impl RecordedSession {
             },
             ..DriveOptions::default()
         };
-        let stop = shutdown.wait();
+        // The grace period ran out: the core tells kubectl why, at a frame
+        // boundary, and finishes the cast with a marker.
+        let cut = std::sync::atomic::AtomicBool::new(false);
+        let end = async {
+            shutdown.wait().await;
+            cut.store(true, Ordering::Relaxed);
+            SHUTDOWN_FAREWELL.to_string()
+        };
         let (result, place) = match target {
             Target::File {
                 mut session,
@@ -329,7 +338,8 @@ impl RecordedSession {
                     enforce: decision.enforce,
                 };
                 let result =
-                    drive_until(&mut session, client, upstream, &mut guard, &options, stop).await;
+                    drive_until_ended(&mut session, client, upstream, &mut guard, &options, end)
+                        .await;
                 let place = sink
                     .path()
                     .map_or_else(|| "none".to_string(), |p| p.display().to_string());
@@ -341,18 +351,29 @@ impl RecordedSession {
                     recorder: None,
                     enforce: decision.enforce,
                 };
-                let result =
-                    drive_recording_until(&mut handle, client, upstream, &mut sink, &options, stop)
-                        .await;
+                let result = drive_recording_until_ended(
+                    &mut handle,
+                    client,
+                    upstream,
+                    &mut sink,
+                    &options,
+                    end,
+                )
+                .await;
                 let place = sink
                     .recorder
                     .unwrap_or_else(|| format!("none of {:?}", decision.recorders));
                 (result, place)
             }
         };
-        log_end(&id, &info, &response_head, &decision, result, &place);
+        let cut = cut.load(Ordering::Relaxed);
+        log_end(&id, &info, &response_head, &decision, result, &place, cut);
     }
 }
+
+/// What kubectl prints when the shutdown grace period ends its session.
+const SHUTDOWN_FAREWELL: &str =
+    "kubecast: the proxy is shutting down and its grace period is over; the session was ended";
 
 /// Fail-closed: an event saying the session goes on unrecorded (the core
 /// passed it through or stopped decoding it, e.g. a protocol version it
@@ -437,14 +458,12 @@ fn log_end(
     decision: &Decision,
     result: Result<DriveSummary, DriveError>,
     place: &str,
+    cut: bool,
 ) {
     let (summary, outcome) = match result {
-        Ok(summary) => (summary, "closed".to_string()),
         // The shutdown grace period ran out (as the raw relay says it).
-        Err(DriveError {
-            kind: DriveErrorKind::Stopped,
-            summary,
-        }) => (*summary, "cut at shutdown".to_string()),
+        Ok(summary) if cut => (summary, "cut at shutdown".to_string()),
+        Ok(summary) => (summary, "closed".to_string()),
         Err(e) => (*e.summary, e.kind.to_string()),
     };
     let parsed = info.parsed.as_ref().ok();

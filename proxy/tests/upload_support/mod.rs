@@ -283,6 +283,11 @@ macro_rules! recorder_scenarios {
         }
 
         #[test]
+        fn a_session_ended_with_a_message_says_farewell_and_finishes_its_cast() {
+            scenario::ended_with_a_message::<$rt>(&LiveRecorder::start("ended", &[]));
+        }
+
+        #[test]
         fn a_refused_recorder_fails_over_to_the_next() {
             let recorder = LiveRecorder::start("failover", &[]);
             scenario::fails_over_from_a_refused_recorder::<$rt>(&recorder);

@@ -1,180 +1,22 @@
-//! [`drive`]: one [`Session`] between two `futures-io` byte streams — and
-//! the one loop every driven machine shares ([`run`]). The decisions are
-//! the core's [`Driver`]; this module reads and writes, sleeps on an
-//! `async-io` timer and awaits the sink.
+//! The public API — [`drive`], [`RecordingHandle`], [`drive_recording`]
+//! and their variants, [`FileSink`] — on `futures-io` byte streams and `async-io`
+//! timers. The functions are `kubecast_async::adapter_api!`'s (the same in
+//! `kubecast-tokio`), the loop is `kubecast-async`'s, the decisions are the
+//! core's `Driver`; this module only names the runtime's types.
 
-pub(crate) mod port;
-mod pump;
+pub(crate) mod io;
 
-use async_io::Timer;
-use futures_lite::io::{AsyncRead, AsyncWrite};
 pub use kubecast_core::drive::{
     DriveError, DriveErrorKind, DriveOptions, DriveSummary, OnSinkError, Preamble,
     DEFAULT_BUFFER_SIZE,
 };
-use kubecast_core::drive::{Driver, Next, PumpStep, SessionMachine, SessionSink};
-use kubecast_core::session::Session;
-use port::{Driven, SinkPort};
-use pump::poll_pump;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::Instant;
 
-/// Drives `session` between `client` and `upstream` until both
-/// directions have ended — `kubecast_tokio::drive`'s contract, the loop's
-/// rules being the core's ([`kubecast_core::drive::Driver`]). An end of
-/// file is passed on with `close()`, so give it streams whose `close()`
-/// shuts the write half down (`async-net`'s `TcpStream` does; a bare
-/// `async_io::Async<TcpStream>` only flushes).
-///
-/// Dropping the returned future abandons the session: the sink's `finish`
-/// is not called. Use [`drive_until`] to end it gracefully.
-pub async fn drive<C, U, S>(
-    session: &mut Session,
-    client: C,
-    upstream: U,
-    sink: &mut S,
-    options: &DriveOptions,
-) -> Result<DriveSummary, DriveError>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-    S: SessionSink,
-{
-    drive_until(
-        session,
-        client,
-        upstream,
-        sink,
-        options,
-        std::future::pending(),
-    )
-    .await
-}
-
-/// [`drive`], ended early when `stop` completes: the core hears that both
-/// sides are done (so the cast is finished), the sink's `finish` is called,
-/// both streams are dropped, and the result is [`DriveErrorKind::Stopped`].
-pub async fn drive_until<C, U, S, F>(
-    session: &mut Session,
-    client: C,
-    upstream: U,
-    sink: &mut S,
-    options: &DriveOptions,
-    stop: F,
-) -> Result<DriveSummary, DriveError>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-    S: SessionSink,
-    F: Future<Output = ()>,
-{
-    let mut machine = SessionMachine::new(session);
-    run(&mut machine, client, upstream, sink, options, stop).await
-}
-
-/// The loop: both directions, the machine's I/O, one timer, the stop
-/// future.
-pub(crate) async fn run<D, C, U, S, F>(
-    driven: &mut D,
-    mut client: C,
-    mut upstream: U,
-    sink: &mut S,
-    options: &DriveOptions,
-    stop: F,
-) -> Result<DriveSummary, DriveError>
-where
-    D: Driven,
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-    S: SessionSink,
-    F: Future<Output = ()>,
-{
-    let mut stop = std::pin::pin!(stop);
-    let mut driver = Driver::new(options, Instant::now());
-    driver.start(Instant::now(), driven.machine());
-    let mut timer = Timer::never();
-    // A one-shot timer that fired stays silent until it is set again.
-    let mut fired = false;
-    let mut result = loop {
-        match driver.poll(Instant::now(), driven.machine()) {
-            Next::End(result) => break result,
-            Next::Drain => {
-                let mut port = SinkPort {
-                    sink: &mut *sink,
-                    ledger: driver.ledger(),
-                };
-                if let Err(e) = port.drain(driven).await {
-                    break Err(e);
-                }
-            }
-            Next::Wait { wake, changed } => {
-                if changed || std::mem::take(&mut fired) {
-                    match wake {
-                        Some(at) => timer.set_at(at),
-                        None => timer = Timer::never(),
-                    }
-                }
-                let woke = poll_fn(|cx| {
-                    for i in driver.order() {
-                        let (pump, may_read) = driver.pump(i);
-                        let polled = match i {
-                            0 => poll_pump(pump, may_read, cx, &mut client, &mut upstream),
-                            _ => poll_pump(pump, may_read, cx, &mut upstream, &mut client),
-                        };
-                        if let Poll::Ready(step) = polled {
-                            return Poll::Ready(Wake::Pump(i, step));
-                        }
-                    }
-                    if driven.poll_io(cx).is_ready() {
-                        return Poll::Ready(Wake::Io);
-                    }
-                    if Pin::new(&mut timer).poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Deadline);
-                    }
-                    if stop.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Stop);
-                    }
-                    Poll::Pending
-                })
-                .await;
-                match woke {
-                    Wake::Pump(i, step) => {
-                        driver.on_pump(Instant::now(), driven.machine(), i, step)
-                    }
-                    Wake::Io => driver.on_io(),
-                    Wake::Deadline => fired = true, // handled by the next poll
-                    Wake::Stop => break Err(DriveErrorKind::Stopped),
-                }
-            }
-        }
-    };
-    // Both connections end here, before the upload settles.
-    drop(client);
-    drop(upstream);
-    driver.close_sides(Instant::now(), driven.machine());
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    if let Err(e) = port.drain(driven).await {
-        result = result.and(Err(e));
-    }
-    result = driver.verdict(driven.machine(), result);
-    let mut port = SinkPort {
-        sink,
-        ledger: driver.ledger(),
-    };
-    driven.settle(&mut port).await;
-    port.finish(&mut result).await;
-    driver.end(Instant::now(), result)
-}
-
-/// What woke the driver.
-enum Wake {
-    Pump(usize, PumpStep),
-    Io,
-    Deadline,
-    Stop,
+kubecast_async::adapter_api! {
+    read: futures_lite::io::AsyncRead,
+    write: futures_lite::io::AsyncWrite,
+    stream: io::Stream,
+    clock: io::AsyncIo,
+    transport: crate::upload::Transport,
+    tls: crate::upload::UploadTls,
+    unblock: io::AsyncIo,
 }

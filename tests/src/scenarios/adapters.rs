@@ -1,6 +1,6 @@
 //! [`Runtime`] for the two adapter crates, written once: the adapters
 //! offer the same names (`drive`, `start_recording`, `RecordingHandle`,
-//! `drive_recording`), so one macro body serves both — which is the
+//! `drive_recording`, `drive_recording_until_ended`), so one macro body serves both — which is the
 //! promise that switching runtimes is changing one import. The executor
 //! is a parameter ([`Executor`]): tokio's current-thread runtime
 //! ([`OnTokio`]) for `kubecast-tokio`; smol's or async-std's `block_on`
@@ -75,6 +75,7 @@ macro_rules! adapter {
                     upstream,
                     options,
                     mut sink,
+                    end,
                 } = job;
                 E::block_on(async move {
                     let mut handle = if wait_open {
@@ -96,9 +97,29 @@ macro_rules! adapter {
                         $krate::RecordingHandle::new(recording, tls)
                     };
                     let (client, upstream) = ($stream(client), $stream(upstream));
-                    let result =
-                        $krate::drive_recording(&mut handle, client, upstream, &mut sink, &options)
-                            .await;
+                    let result = match end {
+                        Some(end) => {
+                            $krate::drive_recording_until_ended(
+                                &mut handle,
+                                client,
+                                upstream,
+                                &mut sink,
+                                &options,
+                                end.message(),
+                            )
+                            .await
+                        }
+                        None => {
+                            $krate::drive_recording(
+                                &mut handle,
+                                client,
+                                upstream,
+                                &mut sink,
+                                &options,
+                            )
+                            .await
+                        }
+                    };
                     Recorded {
                         result: Some(result),
                         acked: handle.recording().upload().progress().acked,

@@ -23,11 +23,12 @@ use kubecast_core::drive::{
 use kubecast_core::recording::Recording;
 use kubecast_core::session::{Session, SessionEvent};
 use kubecast_core::upload::UploadFailure;
-use std::future::{ready, Future};
+use std::future::{poll_fn, ready, Future};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Every scenario step waits at most this long.
@@ -48,7 +49,8 @@ pub trait Runtime {
     /// Creates the recording's handle — when `job.wait_open`, waits for the
     /// upload to open first (`start_recording`) and reports the outcome on
     /// `job.opened`, stopping there on `Err` — then drives it between the
-    /// two sockets into `job.sink` (`drive_recording`).
+    /// two sockets into `job.sink` (`drive_recording`, or
+    /// `drive_recording_until_ended` with `job.end`).
     fn record(job: RecordJob) -> Recorded;
 }
 
@@ -63,6 +65,54 @@ pub struct RecordJob {
     pub upstream: TcpStream,
     pub options: DriveOptions,
     pub sink: Collect,
+    /// `Some`: drive with `drive_recording_until_ended`, ended when the
+    /// scenario says so; `None`: `drive_recording`.
+    pub end: Option<EndSignal>,
+}
+
+/// The scenario's way to end a driven session with a message, whatever the
+/// runtime: [`EndSignal::message`] is the future the adapter awaits; it
+/// completes once the scenario calls [`EndSignal::end`].
+#[derive(Debug, Clone, Default)]
+pub struct EndSignal(Arc<Mutex<EndState>>);
+
+#[derive(Debug, Default)]
+struct EndState {
+    message: Option<String>,
+    waker: Option<Waker>,
+}
+
+impl EndSignal {
+    fn state(&self) -> std::sync::MutexGuard<'_, EndState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the session with `message`.
+    pub fn end(&self, message: &str) {
+        let waker = {
+            let mut state = self.state();
+            state.message = Some(message.to_string());
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Completes with the message once [`EndSignal::end`] was called.
+    pub async fn message(self) -> String {
+        poll_fn(|cx| {
+            let mut state = self.state();
+            match state.message.clone() {
+                Some(message) => Poll::Ready(message),
+                None => {
+                    state.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
 }
 
 /// What [`Runtime::record`] saw.

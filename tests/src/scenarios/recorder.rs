@@ -4,8 +4,8 @@
 
 use super::script::*;
 use super::{
-    eventually, socket_pair, wait_log, Collect, Peer, RecordJob, Recorded, RecorderPeer, Runtime,
-    STEP,
+    eventually, socket_pair, wait_log, Collect, EndSignal, Peer, RecordJob, Recorded, RecorderPeer,
+    Runtime, STEP,
 };
 use kubecast_core::drive::{DriveErrorKind, DriveOptions, UploadEvent, UploadTls};
 use kubecast_core::recording::Policy;
@@ -40,6 +40,17 @@ impl Harness {
         tls: UploadTls,
         wait_open: bool,
     ) -> Result<Harness, Box<UploadFailure>> {
+        Harness::start_ended_by::<R>(recording, tls, wait_open, None)
+    }
+
+    /// [`Harness::start`], the session ended with a message when `end`
+    /// says so (`drive_recording_until_ended`).
+    pub fn start_ended_by<R: Runtime>(
+        recording: kubecast_core::recording::Recording,
+        tls: UploadTls,
+        wait_open: bool,
+        end: Option<EndSignal>,
+    ) -> Result<Harness, Box<UploadFailure>> {
         let (client, client_driver) = socket_pair();
         let (upstream, upstream_driver) = socket_pair();
         let sink = Collect::default();
@@ -53,6 +64,7 @@ impl Harness {
             upstream: upstream_driver,
             options: DriveOptions::default(),
             sink: sink.clone(),
+            end,
         };
         let driven = std::thread::spawn(move || R::record(job));
         if wait_open {
@@ -156,6 +168,38 @@ pub fn record_to<R: Runtime>(
         Some(UploadEvent::Completed { bytes }) if *bytes == expected.len() as u64
     ));
     got.upload
+}
+
+/// A session the caller ends with a message (a proxy's shutdown grace
+/// period is over): kubectl gets the message as a Status on the error
+/// channel, nothing more goes upstream, the recorder stores a complete cast
+/// that ends with the marker, and the result is a clean end.
+pub fn ended_with_a_message<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let recording = recording(upload_config(&[recorder.url()]), Policy::FailClosed);
+    let end = EndSignal::default();
+    let mut h =
+        Harness::start_ended_by::<R>(recording, UploadTls::default(), true, Some(end.clone()))
+            .expect("a recorder accepts the upload");
+    h.open_session();
+    end.end("the proxy is shutting down");
+    let farewell = h.client.read_to_eof();
+    // A server frame: opcode, length, then the channel — the error channel.
+    assert_eq!(farewell.get(2), Some(&3), "{farewell:?}");
+    let text = String::from_utf8_lossy(&farewell);
+    assert!(text.contains("the proxy is shutting down"), "{text:?}");
+    assert_eq!(h.upstream.read_to_eof(), b"", "nothing more goes upstream");
+    let (recorded, got) = h.join();
+    let summary = recorded.result.expect("driven").expect("a clean end");
+    assert!(got.finished);
+    let stored = stored(recorder);
+    assert_eq!(summary.upload_completed, Some(stored.len() as u64));
+    let cast = String::from_utf8_lossy(&stored);
+    let last = cast.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(r#""m", "kubecast: session ended: the proxy is shutting down"]"#),
+        "{cast}"
+    );
+    assert!(cast.contains("before"), "{cast}");
 }
 
 /// A session arrives complete over v2 (h2c), with no failed attempt.

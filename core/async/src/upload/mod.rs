@@ -1,27 +1,29 @@
-//! The recorder upload's I/O on futures-io: executes the core's
-//! [`UploadWork`] and reports what happens on the wire as [`Net`] events
-//! for `RecordingMachine::handle_net`. It decides nothing — the core does.
+//! The recorder upload's I/O, on any runtime: [`Uploads`] executes the
+//! core's [`UploadWork`] and reports what happens on the wire as [`Net`]
+//! events for `RecordingMachine::handle_net`. It decides nothing — the core
+//! does.
 //!
 //! Each attempt (`Connect` … `Close`) is one future that owns its
-//! connection: TCP (`async-net`), TLS for `https://` (`futures-rustls`),
-//! then HTTP/2 via `h2` over tokio-util's futures-io compat (v2) or raw
-//! HTTP/1.1 bytes (v1). The attempts are not spawned: the driver polls
-//! them in place whenever it waits, so this crate needs no executor of its
-//! own and runs on smol, async-std or any other. Commands reach an attempt
-//! on an unbounded queue (the core bounds what goes in: the write gate and
+//! connection: the adapter's [`Dial`] (TCP, TLS for `https://`), then
+//! HTTP/2 via `h2` (over tokio-util's compat layer, which uses tokio's I/O
+//! traits only) for v2 or raw HTTP/1.1 bytes for v1. The attempts are not
+//! spawned: the driver polls them in place whenever it waits, so no
+//! executor of its own is needed. Commands reach an attempt on an
+//! unbounded queue (the core bounds what goes in: the write gate and
 //! `max_unacked`); events come back on one bounded channel, so a chatty
 //! recorder waits for the driver. `Close` drops the future and with it the
 //! connection.
 
 mod attempt;
 
-pub use kubecast_core::drive::UploadTls;
-
+use crate::{Clock, UploadTransport};
 use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
 use kubecast_core::upload::AttemptId;
+use kubecast_core::upload::RecorderAddr;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,13 +33,31 @@ const EVENTS: usize = 64;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The attempts in flight and the channel they report on.
-pub(crate) struct Transport {
-    tls: UploadTls,
+/// How an adapter reaches a recorder: TCP (`TCP_NODELAY`), then TLS for
+/// `https://` with the ALPN the protocol asks for (`h2, http/1.1` for v2,
+/// `http/1.1` for v1).
+pub trait Dial {
+    /// The TLS configuration for `https://` recorders.
+    type Tls: Clone + Send + Sync + 'static;
+    /// The connection, as a futures-io byte stream.
+    type Conn: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin + Send + 'static;
+    /// The connection and whether the server picked ALPN `h2`.
+    fn dial(
+        recorder: &RecorderAddr,
+        v2: bool,
+        tls: &Self::Tls,
+    ) -> impl Future<Output = std::io::Result<(Self::Conn, bool)>> + Send;
+}
+
+/// The attempts in flight and the channel they report on, dialling with
+/// `D` and timing with `K`.
+pub struct Uploads<D: Dial, K> {
+    tls: D::Tls,
     connect_timeout: Duration,
     attempts: HashMap<AttemptId, AttemptHandle>,
     tx: async_channel::Sender<(AttemptId, Net)>,
     rx: async_channel::Receiver<(AttemptId, Net)>,
+    clock: PhantomData<fn() -> K>,
 }
 
 struct AttemptHandle {
@@ -46,30 +66,33 @@ struct AttemptHandle {
     task: Option<Task>,
 }
 
-impl fmt::Debug for Transport {
+impl<D: Dial, K> fmt::Debug for Uploads<D, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transport")
+        f.debug_struct("Uploads")
             .field("attempts", &self.attempts.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
-impl Transport {
+impl<D: Dial, K: Clock> Uploads<D, K> {
     /// `connect_timeout` bounds a dial even when the core is not driven
     /// (its attempt budget normally ends a slow dial first).
-    pub(crate) fn new(tls: UploadTls, connect_timeout: Duration) -> Transport {
+    pub fn new(tls: D::Tls, connect_timeout: Duration) -> Self {
         let (tx, rx) = async_channel::bounded(EVENTS);
-        Transport {
+        Uploads {
             tls,
             connect_timeout,
             attempts: HashMap::new(),
             tx,
             rx,
+            clock: PhantomData,
         }
     }
+}
 
+impl<D: Dial + 'static, K: Clock + 'static> UploadTransport for Uploads<D, K> {
     /// Carries out one piece of the core's upload work.
-    pub(crate) fn execute(&mut self, work: UploadWork) {
+    fn execute(&mut self, work: UploadWork) {
         match work {
             UploadWork::Connect {
                 attempt,
@@ -81,7 +104,7 @@ impl Transport {
                     attempt,
                     tx: self.tx.clone(),
                 };
-                let task: Task = Box::pin(attempt::run(
+                let task: Task = Box::pin(attempt::run::<D, K>(
                     recorder,
                     protocol,
                     self.tls.clone(),
@@ -109,7 +132,7 @@ impl Transport {
 
     /// Runs the attempts, then returns the next network event if one is
     /// waiting.
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<(AttemptId, Net)> {
         for handle in self.attempts.values_mut() {
             if let Some(task) = &mut handle.task {
                 if task.as_mut().poll(cx).is_ready() {
@@ -124,10 +147,5 @@ impl Transport {
             Ok(event) => Poll::Ready(event),
             Err(_) => Poll::Pending,
         }
-    }
-
-    /// The next network event.
-    pub(crate) async fn next_event(&mut self) -> (AttemptId, Net) {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 }

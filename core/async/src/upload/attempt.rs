@@ -1,15 +1,14 @@
-//! One attempt's connection: dial (TCP, TLS), then HTTP/2 through `h2`
-//! (v2) or raw HTTP/1.1 bytes (v1). It only does I/O: every result goes
-//! back to the driver as a [`Net`] event, every step comes from the core as
-//! an [`AttemptCommand`]. Dropping the future drops the connection.
+//! One attempt's connection: dial (the adapter's [`Dial`]: TCP, TLS), then
+//! HTTP/2 through `h2` (v2) or raw HTTP/1.1 bytes (v1). It only does I/O:
+//! every result goes back to the driver as a [`Net`] event, every step
+//! comes from the core as an [`AttemptCommand`](Command). Dropping the
+//! future drops the connection.
 
-use super::UploadTls;
-use async_io::Timer;
-use async_net::TcpStream;
+use super::Dial;
+use crate::Clock;
 use bytes::Bytes;
 use futures_lite::future;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use futures_rustls::TlsConnector;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use kubecast_core::drive::{AttemptCommand as Command, Net, SendQueue};
 use kubecast_core::upload::{AttemptId, Protocol, RecorderAddr, RequestHead, Scheme};
 use std::future::{poll_fn, Future};
@@ -18,11 +17,6 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
-
-/// The byte stream under HTTP: TCP, or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type BoxIo = Box<dyn Io>;
 
 type Commands = async_channel::Receiver<Command>;
 
@@ -40,16 +34,16 @@ impl Reporter {
 }
 
 /// The whole life of one attempt.
-pub(crate) async fn run(
+pub(crate) async fn run<D: Dial, K: Clock>(
     recorder: RecorderAddr,
     protocol: Protocol,
-    tls: UploadTls,
+    tls: D::Tls,
     connect_timeout: Duration,
     commands: Commands,
     report: Reporter,
 ) {
     let v2 = protocol == Protocol::V2;
-    let (io, alpn_h2) = match connect(&recorder, v2, &tls, connect_timeout).await {
+    let (io, alpn_h2) = match connect::<D, K>(&recorder, v2, &tls, connect_timeout).await {
         Ok(connected) => connected,
         Err(e) => {
             report.send(Net::ConnectFailed(e.to_string())).await;
@@ -76,35 +70,25 @@ pub(crate) async fn run(
     while commands.recv().await.is_ok() {}
 }
 
-/// TCP (`TCP_NODELAY`), then TLS for `https://` with the ALPN the protocol
-/// asks for; `true` if the server picked `h2`.
-async fn connect(
+/// The adapter's dial, bounded by `limit`.
+async fn connect<D: Dial, K: Clock>(
     recorder: &RecorderAddr,
     v2: bool,
-    tls: &UploadTls,
+    tls: &D::Tls,
     limit: Duration,
-) -> io::Result<(BoxIo, bool)> {
-    let dial = async {
-        let tcp = TcpStream::connect(recorder.host_port()).await?;
-        tcp.set_nodelay(true)?;
-        if recorder.scheme() == Scheme::Http {
-            return Ok((Box::new(tcp) as BoxIo, false));
-        }
-        let name = rustls::pki_types::ServerName::try_from(recorder.host().to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let stream = TlsConnector::from(tls.config(v2))
-            .connect(name, tcp)
-            .await?;
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        Ok((Box::new(stream) as BoxIo, h2))
-    };
+) -> io::Result<(D::Conn, bool)> {
     // The core's attempt budget normally ends a slow dial first; this bound
     // holds even if nobody drives the core any more.
     let expired = async {
-        Timer::after(limit).await;
+        match K::now().checked_add(limit) {
+            Some(at) => {
+                K::sleep_until(at).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
         Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
     };
-    future::or(dial, expired).await
+    future::or(D::dial(recorder, v2, tls), expired).await
 }
 
 fn request(scheme: Scheme, head: &RequestHead) -> Result<http::Request<()>, String> {
@@ -127,7 +111,7 @@ fn h2_error(e: h2::Error) -> String {
 /// `StartV2`. The h2 connection runs beside the request in this future
 /// (no task is spawned). `Err` is reported as a stream error.
 async fn run_v2(
-    io: BoxIo,
+    io: impl futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
     recorder: &RecorderAddr,
     commands: &Commands,
     report: &Reporter,
@@ -261,7 +245,11 @@ async fn upload_v2(
 
 /// v1: write the head on `StartV1`, then every `Send` as it is; every byte
 /// read goes back as it comes, EOF as the response end.
-async fn run_v1(io: BoxIo, commands: &Commands, report: &Reporter) -> Result<(), String> {
+async fn run_v1(
+    io: impl futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
+    commands: &Commands,
+    report: &Reporter,
+) -> Result<(), String> {
     let Ok(Command::StartV1(head)) = commands.recv().await else {
         return Ok(());
     };
