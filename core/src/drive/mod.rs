@@ -57,7 +57,7 @@ mod upload_io;
 pub use driver::{Driver, Next};
 pub use machine::{Deadline, Machine, SessionMachine};
 pub use options::{DriveOptions, OnSinkError, Preamble, DEFAULT_BUFFER_SIZE};
-pub use pump::{Pump, PumpIo, PumpState, PumpStep};
+pub use pump::{Pump, PumpIo, PumpState, PumpStep, MIN_READ_BUFFER};
 pub use recording::RecordingMachine;
 pub use sink::{ItemSink, SessionSink, SinkError, SinkItem, UploadEvent};
 pub use summary::{DriveError, DriveErrorKind, DriveSummary, Ledger, Receipt};

@@ -3,8 +3,9 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-/// Size of each direction's read buffer unless [`DriveOptions::buffer_size`]
-/// says otherwise.
+/// The largest read buffer of each direction unless
+/// [`DriveOptions::buffer_size`] says otherwise (each starts at
+/// [`super::MIN_READ_BUFFER`] and grows while reads fill it).
 pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 
 /// What the driver does when the sink fails.
@@ -24,7 +25,9 @@ pub enum OnSinkError {
 pub struct DriveOptions {
     /// Bytes read at most at once from each side, and the most held per
     /// direction while the write to the other side is pending (the only
-    /// buffering the driver does). Default 64 KiB.
+    /// buffering the driver does). Default 64 KiB. Each direction starts
+    /// with a [`super::MIN_READ_BUFFER`] buffer and grows it only while
+    /// reads fill it, so an idle session holds little.
     pub buffer_size: usize,
     /// End the session when no byte has moved in either direction — no read
     /// and no write progress; a write the peer does not accept counts as

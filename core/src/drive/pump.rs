@@ -60,12 +60,28 @@ pub enum PumpIo<'a> {
     Wait,
 }
 
+/// The read buffer a direction starts with and shrinks back to: an idle
+/// session (most of them, most of the time) holds two of these, not two
+/// of the largest.
+pub const MIN_READ_BUFFER: usize = 4 * 1024;
+
 /// Copies one direction through a bounded buffer. It never reads while a
 /// write is pending — that is the back-pressure.
+///
+/// The buffer adapts between [`MIN_READ_BUFFER`] and the largest size the
+/// options allow: a read that fills it makes the next read four times
+/// larger (a bulk stream reaches the largest size within two reads); a read
+/// of less than a sixteenth of it makes the next one the smallest again (a
+/// keystroke, or the first output after a pause). It is resized only
+/// between a flush and the next read, when it holds nothing.
 #[derive(Debug)]
 pub struct Pump {
     from: Side,
     buf: Box<[u8]>,
+    /// The size for the next read; applied when the buffer is empty.
+    next_size: usize,
+    /// The largest buffer allowed (`DriveOptions::buffer_size`).
+    max_size: usize,
     state: PumpState,
     /// Last read or write progress.
     active_at: Instant,
@@ -74,10 +90,15 @@ pub struct Pump {
 }
 
 impl Pump {
-    pub fn new(from: Side, size: usize, now: Instant) -> Pump {
+    /// A pump whose reads are at most `max_size` bytes.
+    pub fn new(from: Side, max_size: usize, now: Instant) -> Pump {
+        let max_size = max_size.max(1);
+        let start = MIN_READ_BUFFER.min(max_size);
         Pump {
             from,
-            buf: vec![0; size.max(1)].into_boxed_slice(),
+            buf: vec![0; start].into_boxed_slice(),
+            next_size: start,
+            max_size,
             state: PumpState::Reading,
             active_at: now,
             farewell: None,
@@ -143,7 +164,13 @@ impl Pump {
         loop {
             match self.state {
                 PumpState::Reading if !may_read => return PumpIo::Wait,
-                PumpState::Reading => return PumpIo::Read(&mut self.buf),
+                PumpState::Reading => {
+                    if self.buf.len() != self.next_size {
+                        // Empty between a flush and a read: nothing to keep.
+                        self.buf = vec![0; self.next_size].into_boxed_slice();
+                    }
+                    return PumpIo::Read(&mut self.buf);
+                }
                 PumpState::Writing { pos, end } if pos >= end => self.state = PumpState::Flushing,
                 PumpState::Writing { pos, end } => {
                     return PumpIo::Write(self.buf.get(pos..end).unwrap_or_default())
@@ -185,7 +212,15 @@ impl Pump {
             (PumpState::Reading, Ok(n)) => {
                 self.active_at = now;
                 self.state = PumpState::Held;
-                Some(PumpStep::Read(n.min(self.buf.len())))
+                let len = self.buf.len();
+                self.next_size = if n >= len {
+                    len.saturating_mul(4).min(self.max_size)
+                } else if n < len / 16 {
+                    MIN_READ_BUFFER.min(self.max_size)
+                } else {
+                    len
+                };
+                Some(PumpStep::Read(n.min(len)))
             }
             (PumpState::Reading, Err(source)) => {
                 self.state = PumpState::Done;
@@ -320,5 +355,42 @@ mod tests {
             pump.done(now, Err(io::ErrorKind::NotConnected.into())),
             Some(PumpStep::Closed)
         ));
+    }
+
+    /// Reads one `n`-byte result through a whole cycle (read, write,
+    /// flush) and returns the size the next read is offered.
+    fn cycle(pump: &mut Pump, now: Instant, n: usize) -> usize {
+        let PumpIo::Read(buf) = pump.io(true) else {
+            panic!("a pump in Reading asks for a read")
+        };
+        assert!(n <= buf.len());
+        assert!(matches!(pump.done(now, Ok(n)), Some(PumpStep::Read(m)) if m == n));
+        pump.set_state(PumpState::Writing { pos: 0, end: n });
+        let _ = pump.io(true);
+        assert!(pump.done(now, Ok(n)).is_none());
+        assert!(matches!(pump.io(true), PumpIo::Flush));
+        assert!(pump.done(now, Ok(0)).is_none());
+        match pump.io(true) {
+            PumpIo::Read(buf) => buf.len(),
+            other => panic!("expected a read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_read_buffer_starts_small_grows_with_full_reads_and_shrinks_after_small_ones() {
+        let now = start();
+        let mut pump = Pump::new(Side::Upstream, 64 * 1024, now);
+        assert!(matches!(pump.io(true), PumpIo::Read(b) if b.len() == MIN_READ_BUFFER));
+        // A bulk stream: every read fills the buffer.
+        assert_eq!(cycle(&mut pump, now, 4 * 1024), 16 * 1024);
+        assert_eq!(cycle(&mut pump, now, 16 * 1024), 64 * 1024);
+        assert_eq!(cycle(&mut pump, now, 64 * 1024), 64 * 1024, "never past the maximum");
+        // Medium reads keep the size; a keystroke brings it back down.
+        assert_eq!(cycle(&mut pump, now, 10_000), 64 * 1024);
+        assert_eq!(cycle(&mut pump, now, 1), MIN_READ_BUFFER);
+        // A maximum below the minimum is the only size.
+        let mut small = Pump::new(Side::Client, 7, now);
+        assert_eq!(cycle(&mut small, now, 7), 7);
+        assert_eq!(cycle(&mut small, now, 1), 7);
     }
 }
