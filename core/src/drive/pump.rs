@@ -384,7 +384,11 @@ mod tests {
         // A bulk stream: every read fills the buffer.
         assert_eq!(cycle(&mut pump, now, 4 * 1024), 16 * 1024);
         assert_eq!(cycle(&mut pump, now, 16 * 1024), 64 * 1024);
-        assert_eq!(cycle(&mut pump, now, 64 * 1024), 64 * 1024, "never past the maximum");
+        assert_eq!(
+            cycle(&mut pump, now, 64 * 1024),
+            64 * 1024,
+            "never past the maximum"
+        );
         // Medium reads keep the size; a keystroke brings it back down.
         assert_eq!(cycle(&mut pump, now, 10_000), 64 * 1024);
         assert_eq!(cycle(&mut pump, now, 1), MIN_READ_BUFFER);
