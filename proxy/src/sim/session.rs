@@ -3,7 +3,8 @@
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::container::{Input, TermSize};
+use super::container::{self, Input, Process, TermSize};
+use super::http::ExecRequest;
 use super::LINGER_TIMEOUT;
 
 /// Most bytes of resize JSON held while waiting for the rest of a value.
@@ -66,6 +67,23 @@ fn size_of(value: &Value) -> Option<TermSize> {
         cols: field("width")?,
         rows: field("height")?,
     })
+}
+
+/// Starts the exec's process the way a runtime would once the streams are
+/// set up: with the first terminal size the client sent (tty), stdin closed
+/// at once when the client sends none, then the input that arrived before
+/// it started, in order. The caller routes later input to
+/// `process.input`.
+pub(crate) fn start_process(exec: &ExecRequest, early: &mut Vec<Input>) -> Process {
+    let tty = exec.tty.then(|| take_first_size(early));
+    let process = container::spawn(exec.command.clone(), tty);
+    if !exec.stdin {
+        let _ = process.input.send(Input::StdinEof);
+    }
+    for input in early.drain(..) {
+        let _ = process.input.send(input);
+    }
+    process
 }
 
 /// Removes the first resize from input that arrived before the process

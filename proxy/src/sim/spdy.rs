@@ -17,10 +17,10 @@ use kubecast_core::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
-use super::container::{self, Exit, Input, Output};
+use super::container::{Exit, Input, Output};
 use super::http::ExecRequest;
 use super::json::{exec_error_text, exec_status};
-use super::session::{flush, linger, take_first_size, ResizeStream};
+use super::session::{flush, linger, start_process, ResizeStream};
 use super::{
     SessionExit, SessionHandle, FIRST_SIZE_TIMEOUT, SESSION_TIMEOUT, STREAM_CREATION_TIMEOUT,
 };
@@ -244,14 +244,7 @@ where
     }
 
     // 3. Run the command.
-    let tty = exec.tty.then(|| take_first_size(&mut conn.early));
-    let mut process = container::spawn(exec.command.clone(), tty);
-    if !exec.stdin {
-        let _ = process.input.send(Input::StdinEof);
-    }
-    for input in conn.early.drain(..) {
-        let _ = process.input.send(input);
-    }
+    let mut process = start_process(exec, &mut conn.early);
     conn.input = Some(process.input.clone());
     loop {
         tokio::select! {

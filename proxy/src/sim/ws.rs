@@ -18,10 +18,10 @@ use kubecast_core::ws::{
 use kubecast_core::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use super::container::{self, Exit, Input, Output};
+use super::container::{Exit, Input, Output};
 use super::http::ExecRequest;
 use super::json::{exec_error_text, exec_status};
-use super::session::{flush, linger, take_first_size, ResizeStream};
+use super::session::{flush, linger, start_process, ResizeStream};
 use super::{SessionExit, SessionHandle, FIRST_SIZE_TIMEOUT, SESSION_TIMEOUT};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -199,14 +199,7 @@ where
             }
         }
     }
-    let tty = exec.tty.then(|| take_first_size(&mut client.early));
-    let mut process = container::spawn(exec.command.clone(), tty);
-    if !exec.stdin {
-        let _ = process.input.send(Input::StdinEof);
-    }
-    for input in client.early.drain(..) {
-        let _ = process.input.send(input);
-    }
+    let mut process = start_process(exec, &mut client.early);
     client.input = Some(process.input.clone());
     loop {
         tokio::select! {
