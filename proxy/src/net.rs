@@ -279,6 +279,22 @@ pub(crate) struct HttpOptions {
     pub header_timeout: Duration,
     /// Concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// HTTP/2 frame size and flow-control windows; `None` keeps hyper's
+    /// defaults (16 KiB frames, 1 MiB windows).
+    pub h2_bulk: Option<H2Bulk>,
+}
+
+/// HTTP/2 settings for a server that mostly *receives* long bodies (the
+/// recorder): frames large enough that one cast chunk is one frame, and
+/// windows that let the sender run ahead of the disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct H2Bulk {
+    /// `SETTINGS_MAX_FRAME_SIZE` we accept.
+    pub max_frame_size: u32,
+    /// The initial window of each stream.
+    pub stream_window: u32,
+    /// The connection's window, shared by its streams.
+    pub connection_window: u32,
 }
 
 /// Serves one connection with hyper (HTTP/1.1 with upgrades, or HTTP/2);
@@ -328,6 +344,13 @@ where
         .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_concurrent_streams(options.h2_max_streams)
         .max_header_list_size(MAX_HEADERS_BYTES as u32);
+    if let Some(bulk) = options.h2_bulk {
+        builder
+            .http2()
+            .max_frame_size(bulk.max_frame_size)
+            .initial_stream_window_size(bulk.stream_window)
+            .initial_connection_window_size(bulk.connection_window);
+    }
     let builder = if h2 {
         builder.http2_only()
     } else {

@@ -20,8 +20,9 @@
 //! [`RecordingHandle`] is first awaited, not in [`RecordingHandle::new`]).
 //! An end of file is passed on with `close()`, so give the drive functions
 //! streams whose `close()` shuts the write half down (`async-net`'s
-//! `TcpStream` does; a bare `async_io::Async<TcpStream>` only flushes). `h2` runs over tokio-util's futures-io compat
-//! layer, which uses tokio's I/O traits only. The audit sink exists only in
+//! `TcpStream` does; a bare `async_io::Async<TcpStream>` only flushes). `h2` sees the
+//! connection through `kubecast-async`'s adapter to tokio's I/O traits
+//! (the traits only; no tokio runtime). The audit sink exists only in
 //! `kubecast-tokio`.
 
 mod drive;

@@ -263,6 +263,7 @@ impl ServeConn for ProxyConn {
         let options = HttpOptions {
             header_timeout: self.ctx.header_timeout,
             h2_max_streams: H2_MAX_STREAMS,
+            h2_bulk: None,
         };
         let ctx = self.ctx.clone();
         let service = service_fn(move |req| handle(ctx.clone(), conn.clone(), req));

@@ -2,13 +2,23 @@
 //! accepted connection is served by hyper with [`super::handle`].
 
 use super::{Ctx, Peer};
-use crate::net::{self, Accepted, HttpOptions, ServeConn};
+use crate::net::{self, Accepted, H2Bulk, HttpOptions, ServeConn};
 use hyper::service::service_fn;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 const H2_MAX_STREAMS: u32 = 100;
+
+/// Uploads are long bodies: a cast chunk (one read of the session, up to
+/// about 80 KiB once escaped) fits in one frame, and an upload may run up
+/// to 4 MiB ahead of what its writer has taken — as much again as the
+/// writer's own queue, so a sync in progress does not stop the sender.
+const H2_BULK: H2Bulk = H2Bulk {
+    max_frame_size: 256 * 1024,
+    stream_window: 4 * 1024 * 1024,
+    connection_window: 16 * 1024 * 1024,
+};
 
 /// Serves recorder connections.
 #[derive(Debug, Clone)]
@@ -29,6 +39,7 @@ impl ServeConn for Recorder {
         let options = HttpOptions {
             header_timeout: self.ctx.limits.header_timeout,
             h2_max_streams: H2_MAX_STREAMS,
+            h2_bulk: Some(H2_BULK),
         };
         let ctx = self.ctx;
         let service = service_fn(move |req| super::handle(ctx.clone(), peer, req));

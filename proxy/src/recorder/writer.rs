@@ -18,7 +18,7 @@
 use super::store::{self, Store};
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,7 +281,7 @@ async fn run(
             let room = room.clone();
             let before_sync = before_sync.clone();
             move || -> io::Result<()> {
-                write_batch(&file, chunks, size)?;
+                write_batch(&file, &chunks)?;
                 // Room for the next chunks before the (possibly slow) sync.
                 room.add_permits(size);
                 if sync {
@@ -318,19 +318,25 @@ async fn run(
     }
 }
 
-/// Writes `chunks` (`size` bytes in all) with one `write_all`.
-fn write_batch(mut file: &File, chunks: Vec<Bytes>, size: usize) -> io::Result<()> {
-    match chunks.as_slice() {
-        [] => Ok(()),
-        [one] => file.write_all(one),
-        many => {
-            let mut batch = Vec::with_capacity(size);
-            for chunk in many {
-                batch.extend_from_slice(chunk);
-            }
-            file.write_all(&batch)
+/// Writes `chunks` in order with as few `writev(2)` calls as the kernel
+/// allows — not copied into one buffer first: at recorder speeds that copy
+/// was the largest user-space cost after the socket reads.
+fn write_batch(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| IoSlice::new(c))
+        .collect();
+    let mut rest = slices.as_mut_slice();
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -366,6 +372,25 @@ mod tests {
         let p = progress.borrow_and_update().clone();
         assert_eq!(p.failed, None);
         p.durable
+    }
+
+    #[test]
+    fn a_batch_lands_in_order_whatever_its_pieces() {
+        let dir = TempDir::create("writer-batch");
+        let path = dir.path().join("batch");
+        let file = File::create(&path).unwrap();
+        // More pieces than one writev takes (IOV_MAX is 1024 on Linux),
+        // empty ones among them.
+        let chunks: Vec<Bytes> = (0..3000u32)
+            .map(|i| match i % 7 {
+                0 => Bytes::new(),
+                _ => Bytes::from(format!("{i},")),
+            })
+            .chain([Bytes::from(vec![b'x'; 300_000])])
+            .collect();
+        write_batch(&file, &chunks).unwrap();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

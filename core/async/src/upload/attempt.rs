@@ -4,6 +4,7 @@
 //! comes from the core as an [`AttemptCommand`](Command). Dropping the
 //! future drops the connection.
 
+use super::io::H2Io;
 use super::Dial;
 use crate::Clock;
 use bytes::Bytes;
@@ -16,7 +17,6 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 type Commands = async_channel::Receiver<Command>;
 
@@ -119,7 +119,7 @@ async fn run_v2(
     let Ok(Command::Probe(probe)) = commands.recv().await else {
         return Ok(());
     };
-    let (client, connection) = h2::client::handshake(io.compat()).await.map_err(h2_error)?;
+    let (client, connection) = h2::client::handshake(H2Io(io)).await.map_err(h2_error)?;
     let requests = async {
         let mut client = client.ready().await.map_err(h2_error)?;
         let (response, _) = client

@@ -5,8 +5,8 @@
 //!
 //! Each attempt (`Connect` … `Close`) is one future that owns its
 //! connection: the adapter's [`Dial`] (TCP, TLS for `https://`), then
-//! HTTP/2 via `h2` (over tokio-util's compat layer, which uses tokio's I/O
-//! traits only) for v2 or raw HTTP/1.1 bytes for v1. The attempts are not
+//! HTTP/2 via `h2` (through [`io::H2Io`], which shows the futures-io
+//! stream to h2 with tokio's I/O traits and keeps writes vectored) for v2 or raw HTTP/1.1 bytes for v1. The attempts are not
 //! spawned: the driver polls them in place whenever it waits, so no
 //! executor of its own is needed. Commands reach an attempt on an
 //! unbounded queue (the core bounds what goes in: the write gate and
@@ -15,6 +15,7 @@
 //! connection.
 
 mod attempt;
+mod io;
 
 use crate::{Clock, UploadTransport};
 use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
