@@ -63,7 +63,7 @@ pub enum PumpIo<'a> {
 /// The read buffer a direction starts with and shrinks back to: an idle
 /// session (most of them, most of the time) holds two of these, not two
 /// of the largest.
-pub const MIN_READ_BUFFER: usize = 4 * 1024;
+pub const MIN_READ_BUFFER: usize = 1024;
 
 /// Copies one direction through a bounded buffer. It never reads while a
 /// write is pending — that is the back-pressure.
@@ -382,6 +382,7 @@ mod tests {
         let mut pump = Pump::new(Side::Upstream, 64 * 1024, now);
         assert!(matches!(pump.io(true), PumpIo::Read(b) if b.len() == MIN_READ_BUFFER));
         // A bulk stream: every read fills the buffer.
+        assert_eq!(cycle(&mut pump, now, 1024), 4 * 1024);
         assert_eq!(cycle(&mut pump, now, 4 * 1024), 16 * 1024);
         assert_eq!(cycle(&mut pump, now, 16 * 1024), 64 * 1024);
         assert_eq!(
