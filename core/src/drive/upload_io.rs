@@ -168,10 +168,12 @@ impl SendQueue {
         now
     }
 
-    /// The chunks that fit in `capacity` bytes of window, in order (the
-    /// last one split if needed).
+    /// The bytes that fit in `capacity` bytes of window, in order (the
+    /// last chunk split if needed), as the DATA frames to send: runs of
+    /// small chunks are merged into one frame (see [`Frames`]), large
+    /// chunks go as they are.
     pub fn take(&mut self, mut capacity: usize) -> Vec<Bytes> {
-        let mut out = Vec::new();
+        let mut frames = Frames::default();
         while capacity > 0 {
             let Some(front) = self.pending.front_mut() else {
                 break;
@@ -184,15 +186,127 @@ impl SendQueue {
                 head
             };
             capacity -= chunk.len();
-            out.push(chunk);
+            frames.push(chunk);
         }
-        out
+        frames.finish()
+    }
+}
+
+/// Chunks under this size are merged with their small neighbours.
+const SMALL_CHUNK: usize = 4 * 1024;
+/// A merged frame grows to at most this size.
+const MERGED_FRAME: usize = 16 * 1024;
+
+/// Builds the DATA frames of one [`SendQueue::take`]. A keystroke session
+/// makes one tiny cast chunk per echo; while the window is closed (a slow
+/// recorder) hundreds of them queue up, and sending each as its own frame
+/// costs both ends a frame apiece and trips receivers' small-frame flood
+/// guards (h2's answers GOAWAY `too_many_data_frames`). So a run of small
+/// chunks is copied into one frame; a large chunk is never copied.
+#[derive(Default)]
+struct Frames {
+    out: Vec<Bytes>,
+    /// The run of small chunks not yet emitted, and its length.
+    run: Vec<Bytes>,
+    run_len: usize,
+}
+
+impl Frames {
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.len() >= SMALL_CHUNK {
+            self.end_run();
+            self.out.push(chunk);
+            return;
+        }
+        if self.run_len + chunk.len() > MERGED_FRAME {
+            self.end_run();
+        }
+        self.run_len += chunk.len();
+        self.run.push(chunk);
+    }
+
+    fn end_run(&mut self) {
+        let run = std::mem::take(&mut self.run);
+        let len = std::mem::replace(&mut self.run_len, 0);
+        match <[Bytes; 1]>::try_from(run) {
+            // One chunk alone is sent as it is.
+            Ok([one]) => self.out.push(one),
+            Err(run) if run.is_empty() => {}
+            Err(run) => {
+                let mut merged = Vec::with_capacity(len);
+                for chunk in &run {
+                    merged.extend_from_slice(chunk);
+                }
+                self.out.push(Bytes::from(merged));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        self.end_run();
+        self.out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn send(q: &mut SendQueue, bytes: &[u8]) {
+        q.push(AttemptCommand::Send(Bytes::copy_from_slice(bytes)));
+    }
+
+    #[test]
+    fn queued_small_chunks_go_as_one_frame_large_ones_as_they_are() {
+        let mut q = SendQueue::default();
+        // 500 keystroke echoes queued while the window was closed.
+        let echoes: Vec<Vec<u8>> = (0..500)
+            .map(|i| format!("[{i}, \"o\", \"x\"]\n").into_bytes())
+            .collect();
+        for e in &echoes {
+            send(&mut q, e);
+        }
+        let big = Bytes::from(vec![b'b'; 40 * 1024]);
+        q.push(AttemptCommand::Send(big.clone()));
+        send(&mut q, b"tail");
+        let frames = q.take(usize::MAX);
+        let all: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let expected: Vec<u8> = echoes
+            .concat()
+            .into_iter()
+            .chain(big.iter().copied())
+            .chain(*b"tail")
+            .collect();
+        assert_eq!(all, expected, "every byte, in order");
+        let echo_bytes = echoes.concat().len();
+        assert_eq!(
+            frames.len(),
+            echo_bytes.div_ceil(MERGED_FRAME) + 2,
+            "echoes merged into few frames, then the large chunk, then the tail"
+        );
+        assert!(frames
+            .iter()
+            .all(|f| f.len() <= MERGED_FRAME || f.len() == big.len()));
+        assert_eq!(
+            frames[frames.len() - 2].as_ptr(),
+            big.as_ptr(),
+            "a large chunk is not copied"
+        );
+    }
+
+    #[test]
+    fn a_lone_small_chunk_is_not_copied_and_the_window_still_splits() {
+        let mut q = SendQueue::default();
+        let one = Bytes::from_static(b"prompt$ ");
+        q.push(AttemptCommand::Send(one.clone()));
+        let frames = q.take(100);
+        assert_eq!(frames, vec![one.clone()]);
+        assert_eq!(frames[0].as_ptr(), one.as_ptr());
+        send(&mut q, b"abcdef");
+        send(&mut q, b"ghij");
+        assert_eq!(q.take(8), vec![Bytes::from_static(b"abcdefgh")]);
+        assert_eq!(q.take(8), vec![Bytes::from_static(b"ij")]);
+    }
 
     #[test]
     fn the_send_queue_splits_at_the_window_and_ends_once_empty() {
@@ -203,10 +317,7 @@ mod tests {
         assert_eq!(q.wanted(), 8);
         assert!(!q.take_end(), "bytes are still waiting");
         assert_eq!(q.take(4), vec![Bytes::from_static(b"abcd")]);
-        assert_eq!(
-            q.take(10),
-            vec![Bytes::from_static(b"ef"), Bytes::from_static(b"gh")]
-        );
+        assert_eq!(q.take(10), vec![Bytes::from_static(b"efgh")]);
         assert_eq!(q.wanted(), 0);
         assert!(q.take_end());
         assert!(!q.take_end(), "only once");
