@@ -25,6 +25,10 @@ pub(crate) struct Dialer;
 impl Dial for Dialer {
     type Tls = UploadTls;
     type Conn = Box<dyn Io>;
+    /// async-io's reactor serves every executor in the process.
+    type Scope = ();
+
+    fn scope() {}
 
     async fn dial(
         recorder: &RecorderAddr,

@@ -27,6 +27,12 @@ pub(crate) struct Dialer;
 impl Dial for Dialer {
     type Tls = UploadTls;
     type Conn = FuturesIo;
+    /// A socket is served by the I/O driver of the runtime that opened it.
+    type Scope = Option<tokio::runtime::Id>;
+
+    fn scope() -> Self::Scope {
+        tokio::runtime::Handle::try_current().ok().map(|h| h.id())
+    }
 
     async fn dial(
         recorder: &RecorderAddr,

@@ -29,6 +29,17 @@ impl fmt::Debug for UploadTls {
     }
 }
 
+/// The same configuration: clones of one `UploadTls` (pooled recorder
+/// connections are shared only between attempts that trust the same
+/// roots). Two separately built ones differ even if their contents agree.
+impl PartialEq for UploadTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.v2, &other.v2) && Arc::ptr_eq(&self.v1, &other.v1)
+    }
+}
+
+impl Eq for UploadTls {}
+
 impl Default for UploadTls {
     /// [`UploadTls::webpki`].
     fn default() -> Self {

@@ -322,6 +322,18 @@ macro_rules! recorder_scenarios {
         }
 
         #[test]
+        fn uploads_to_one_recorder_share_a_connection() {
+            let recorder = LiveRecorder::start("shared", &[]);
+            scenario::uploads_to_one_recorder_share_a_connection::<$rt>(&recorder);
+        }
+
+        #[test]
+        fn a_broken_shared_connection_is_not_reused() {
+            let recorder = LiveRecorder::start("broken-shared", &[]);
+            scenario::a_broken_shared_connection_is_not_reused::<$rt>(&recorder);
+        }
+
+        #[test]
         fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast() {
             let mut recorder = LiveRecorder::start("killed", &[]);
             scenario::a_recorder_killed_mid_upload_leaves_an_incomplete_cast::<$rt>(&mut recorder);

@@ -10,9 +10,10 @@
 use super::{Collect, RecordJob, Recorded, Runtime};
 use kubecast_core::drive::{DriveError, DriveOptions, DriveSummary};
 use kubecast_core::session::Session;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::net::TcpStream;
+use std::task::Poll;
 
 /// Runs a future to completion on the current thread.
 pub trait Executor {
@@ -31,6 +32,28 @@ impl Executor for OnTokio {
             .expect("a tokio runtime")
             .block_on(future)
     }
+}
+
+/// Runs `futures` together on the calling task; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut running: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        for (slot, output) in running.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(done) = future.as_mut().poll(cx) {
+                    *output = Some(done);
+                    *slot = None;
+                }
+            }
+        }
+        if running.iter().all(Option::is_none) {
+            Poll::Ready(outputs.drain(..).flatten().collect())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn tokio_stream(stream: TcpStream) -> tokio::net::TcpStream {
@@ -66,6 +89,16 @@ macro_rules! adapter {
             }
 
             fn record(job: RecordJob) -> Recorded {
+                E::block_on(Self::recorded(job))
+            }
+
+            fn record_together(jobs: Vec<RecordJob>) -> Vec<Recorded> {
+                E::block_on(join_all(jobs.into_iter().map(Self::recorded).collect()))
+            }
+        }
+
+        impl<E: Executor> $name<E> {
+            async fn recorded(job: RecordJob) -> Recorded {
                 let RecordJob {
                     recording,
                     tls,
@@ -77,7 +110,7 @@ macro_rules! adapter {
                     mut sink,
                     end,
                 } = job;
-                E::block_on(async move {
+                {
                     let mut handle = if wait_open {
                         match $krate::start_recording(recording, tls).await {
                             Ok(handle) => {
@@ -125,7 +158,7 @@ macro_rules! adapter {
                         acked: handle.recording().upload().progress().acked,
                         failure: handle.failure().cloned(),
                     }
-                })
+                }
             }
         }
     };

@@ -52,6 +52,11 @@ pub trait Runtime {
     /// two sockets into `job.sink` (`drive_recording`, or
     /// `drive_recording_until_ended` with `job.end`).
     fn record(job: RecordJob) -> Recorded;
+
+    /// [`Runtime::record`] for several jobs at once on one executor, as a
+    /// proxy runs its sessions (what an adapter shares, it may share only
+    /// within one executor: tokio's sockets belong to their runtime).
+    fn record_together(jobs: Vec<RecordJob>) -> Vec<Recorded>;
 }
 
 /// A recorded session for [`Runtime::record`].

@@ -15,21 +15,77 @@ use kubecast_core::upload::{
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The ack window of the scenarios that let it expire.
 pub const WINDOW: Duration = Duration::from_millis(500);
 
 /// One recorded session being driven: the client's and the upstream's
-/// ends, the sink, and the thread running the adapter.
+/// ends, the sink, and the adapter's result once it is done.
 #[derive(Debug)]
 pub struct Harness {
     pub client: Peer,
     pub upstream: Peer,
     pub sink: Collect,
-    driven: JoinHandle<Recorded>,
+    driven: mpsc::Receiver<Recorded>,
+}
+
+/// A job for [`Runtime::record`] and what the scenario keeps of it.
+struct Prepared {
+    job: RecordJob,
+    harness: Harness,
+    sent: mpsc::Sender<Recorded>,
+    open_result: mpsc::Receiver<Result<(), UploadFailure>>,
+}
+
+impl Prepared {
+    fn new(
+        recording: kubecast_core::recording::Recording,
+        tls: UploadTls,
+        wait_open: bool,
+        end: Option<EndSignal>,
+    ) -> Prepared {
+        let (client, client_driver) = socket_pair();
+        let (upstream, upstream_driver) = socket_pair();
+        let sink = Collect::default();
+        let (opened, open_result) = mpsc::channel();
+        let (sent, driven) = mpsc::channel();
+        let job = RecordJob {
+            recording,
+            tls,
+            wait_open,
+            opened,
+            client: client_driver,
+            upstream: upstream_driver,
+            options: DriveOptions::default(),
+            sink: sink.clone(),
+            end,
+        };
+        let harness = Harness {
+            client,
+            upstream,
+            sink,
+            driven,
+        };
+        Prepared {
+            job,
+            harness,
+            sent,
+            open_result,
+        }
+    }
+}
+
+fn opened(
+    open_result: &mpsc::Receiver<Result<(), UploadFailure>>,
+) -> Result<(), Box<UploadFailure>> {
+    open_result
+        .recv_timeout(STEP)
+        .expect("the upload opens or fails in time")
+        .map_err(Box::new)
 }
 
 impl Harness {
@@ -51,39 +107,56 @@ impl Harness {
         wait_open: bool,
         end: Option<EndSignal>,
     ) -> Result<Harness, Box<UploadFailure>> {
-        let (client, client_driver) = socket_pair();
-        let (upstream, upstream_driver) = socket_pair();
-        let sink = Collect::default();
-        let (opened, open_result) = mpsc::channel();
-        let job = RecordJob {
-            recording,
-            tls,
-            wait_open,
-            opened,
-            client: client_driver,
-            upstream: upstream_driver,
-            options: DriveOptions::default(),
-            sink: sink.clone(),
-            end,
-        };
-        let driven = std::thread::spawn(move || R::record(job));
+        let Prepared {
+            job,
+            harness,
+            sent,
+            open_result,
+        } = Prepared::new(recording, tls, wait_open, end);
+        std::thread::spawn(move || {
+            let _ = sent.send(R::record(job));
+        });
         if wait_open {
-            open_result
-                .recv_timeout(STEP)
-                .expect("the upload opens or fails in time")
-                .map_err(Box::new)?;
+            opened(&open_result)?;
         }
-        Ok(Harness {
-            client,
-            upstream,
-            sink,
-            driven,
-        })
+        Ok(harness)
     }
 
-    /// Waits for the adapter to finish.
+    /// Several sessions driven together on one executor of runtime `R`,
+    /// each opened (its upload open) before this returns.
+    pub fn start_together<R: Runtime>(
+        recordings: Vec<kubecast_core::recording::Recording>,
+        tls: &UploadTls,
+    ) -> Vec<Harness> {
+        let prepared: Vec<Prepared> = recordings
+            .into_iter()
+            .map(|r| Prepared::new(r, tls.clone(), true, None))
+            .collect();
+        let mut jobs = Vec::new();
+        let mut senders = Vec::new();
+        let mut harnesses = Vec::new();
+        let mut open_results = Vec::new();
+        for p in prepared {
+            jobs.push(p.job);
+            senders.push(p.sent);
+            harnesses.push(p.harness);
+            open_results.push(p.open_result);
+        }
+        std::thread::spawn(move || {
+            for (sent, recorded) in senders.into_iter().zip(R::record_together(jobs)) {
+                let _ = sent.send(recorded);
+            }
+        });
+        for open_result in &open_results {
+            opened(open_result).expect("a recorder accepts the upload");
+        }
+        harnesses
+    }
+
+    /// Waits for the adapter to finish (with sessions started together:
+    /// for all of them to finish).
     pub fn join(self) -> (Recorded, super::Received) {
-        let recorded = self.driven.join().expect("the adapter thread");
+        let recorded = self.driven.recv().expect("the adapter thread");
         (recorded, self.sink.received())
     }
 
@@ -417,6 +490,155 @@ pub fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast<R: Runtime>(
         kept.len()
     );
     assert!(String::from_utf8_lossy(&kept).contains("before"));
+}
+
+/// Sessions recorded together through a [`Front`] to `recorder`, opened
+/// first, then each finished: all complete over v2, with no failed
+/// attempt.
+fn record_together<R: Runtime>(front: &Front, n: usize) {
+    let recordings = (0..n)
+        .map(|_| recording(upload_config(&[front.url()]), Policy::FailClosed))
+        .collect();
+    let mut sessions = Harness::start_together::<R>(recordings, &UploadTls::default());
+    for h in &mut sessions {
+        h.open_session();
+    }
+    for h in &mut sessions {
+        h.finish_session(b"together\r\n");
+    }
+    for h in sessions {
+        let (recorded, got) = h.join();
+        let summary = recorded.result.expect("driven").expect("a clean end");
+        let expected = replayed_cast(&got.capture);
+        assert_eq!(summary.upload_completed, Some(expected.len() as u64));
+        assert!(started_with(&got.upload, Protocol::V2), "{:?}", got.upload);
+        assert!(
+            !got.upload
+                .iter()
+                .any(|e| matches!(e, UploadEvent::AttemptFailed(_))),
+            "{:?}",
+            got.upload
+        );
+    }
+}
+
+/// Sessions uploading to one recorder together share one HTTP/2
+/// connection (one stream each): its buffers and socket cost more than an
+/// idle session itself.
+pub fn uploads_to_one_recorder_share_a_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let front = Front::start(recorder.addr());
+    record_together::<R>(&front, 3);
+    wait_log(recorder, "v2 complete", 3);
+    assert_eq!(front.accepted(), 1, "one connection for all three uploads");
+}
+
+/// A shared connection that breaks fails every upload on it; the next
+/// uploads get a fresh connection, never the broken one.
+pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let front = Front::start(recorder.addr());
+    let recordings = (0..2)
+        .map(|_| recording(upload_config(&[front.url()]), Policy::FailOpen))
+        .collect();
+    let mut sessions = Harness::start_together::<R>(recordings, &UploadTls::default());
+    for h in &mut sessions {
+        h.open_session();
+    }
+    assert_eq!(front.accepted(), 1);
+    front.cut();
+    for h in &mut sessions {
+        let sink = h.sink.clone();
+        eventually("the upload to fail", || {
+            sink.received()
+                .upload
+                .iter()
+                .any(|e| matches!(e, UploadEvent::Failed(_)))
+                .then_some(())
+        });
+        h.finish_session(b"after the cut\r\n");
+    }
+    for h in sessions {
+        let (recorded, _) = h.join();
+        let summary = recorded
+            .result
+            .expect("driven")
+            .expect("fail-open: a clean end");
+        let failure = summary.upload_failure.expect("the loss is reported");
+        assert!(
+            matches!(failure.reason, FailureReason::Interrupted { .. }),
+            "{failure}"
+        );
+    }
+    record_together::<R>(&front, 2);
+    wait_log(recorder, "v2 complete", 2);
+    assert_eq!(front.accepted(), 2, "one new connection for the next two");
+}
+
+/// A TCP relay in front of a recorder that counts the connections it
+/// accepts and can break them all at once (threads; the listener lives as
+/// long as the test process).
+#[derive(Debug, Clone)]
+pub struct Front {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Front {
+    pub fn start(target: SocketAddr) -> Front {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let front = Front {
+            addr: listener.local_addr().expect("address"),
+            accepted: Arc::default(),
+            open: Arc::default(),
+        };
+        let serve = front.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { return };
+                serve.accepted.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = TcpStream::connect(target) else {
+                    return;
+                };
+                if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
+                    serve.open.lock().expect("the front").extend([a, b]);
+                }
+                relay(inbound, outbound);
+            }
+        });
+        front
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Breaks every connection relayed so far, both ways.
+    pub fn cut(&self) {
+        for stream in self.open.lock().expect("the front").drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Copies bytes both ways between two sockets until either side ends.
+fn relay(inbound: TcpStream, outbound: TcpStream) {
+    for (mut from, mut to) in [
+        (inbound.try_clone(), outbound.try_clone()),
+        (Ok(outbound), Ok(inbound)),
+    ]
+    .into_iter()
+    .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+    {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+        });
+    }
 }
 
 /// An address nothing listens on (connection refused).

@@ -1,10 +1,14 @@
-//! One attempt's connection: dial (the adapter's [`Dial`]: TCP, TLS), then
-//! HTTP/2 through `h2` (v2) or raw HTTP/1.1 bytes (v1). It only does I/O:
-//! every result goes back to the driver as a [`Net`] event, every step
+//! One attempt: v2 as streams on a shared HTTP/2 connection ([`Lease`]:
+//! reused, or dialled with the adapter's [`Dial`] and handshaken through
+//! `h2`), v1 as raw HTTP/1.1 bytes on a connection of its own. It only does
+//! I/O: every result goes back to the driver as a [`Net`] event, every step
 //! comes from the core as an [`AttemptCommand`](Command). Dropping the
-//! future drops the connection.
+//! future drops the v1 connection or the v2 streams.
 
+use super::commands::Commands;
+use super::events::EventSender;
 use super::io::H2Io;
+use super::pool::{self, Acquire, BoxConn, Lease, Outcome};
 use super::Dial;
 use crate::Clock;
 use bytes::Bytes;
@@ -18,23 +22,21 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-type Commands = async_channel::Receiver<Command>;
-
 /// Reports back to the driver; `false` when the driver is gone.
 #[derive(Debug, Clone)]
 pub(crate) struct Reporter {
     pub(crate) attempt: AttemptId,
-    pub(crate) tx: async_channel::Sender<(AttemptId, Net)>,
+    pub(crate) tx: EventSender<(AttemptId, Net)>,
 }
 
 impl Reporter {
     async fn send(&self, net: Net) -> bool {
-        self.tx.send((self.attempt, net)).await.is_ok()
+        self.tx.send((self.attempt, net)).await
     }
 }
 
 /// The whole life of one attempt.
-pub(crate) async fn run<D: Dial, K: Clock>(
+pub(crate) async fn run<D: Dial + 'static, K: Clock>(
     recorder: RecorderAddr,
     protocol: Protocol,
     tls: D::Tls,
@@ -42,9 +44,12 @@ pub(crate) async fn run<D: Dial, K: Clock>(
     commands: Commands,
     report: Reporter,
 ) {
-    let v2 = protocol == Protocol::V2;
-    let (io, alpn_h2) = match connect::<D, K>(&recorder, v2, &tls, connect_timeout).await {
-        Ok(connected) => connected,
+    if protocol == Protocol::V2 {
+        run_shared::<D, K>(recorder, tls, connect_timeout, commands, report).await;
+        return;
+    }
+    let io = match Box::pin(connect::<D, K>(&recorder, false, &tls, connect_timeout)).await {
+        Ok((io, _)) => io,
         Err(e) => {
             report.send(Net::ConnectFailed(e.to_string())).await;
             return;
@@ -53,21 +58,130 @@ pub(crate) async fn run<D: Dial, K: Clock>(
     if !report.send(Net::Connected).await {
         return;
     }
-    if v2 && recorder.scheme() == Scheme::Https && !alpn_h2 {
-        let message = "the recorder did not select ALPN h2";
-        report.send(Net::StreamError(message.into())).await;
-        return;
-    }
-    let result = match protocol {
-        Protocol::V2 => run_v2(io, &recorder, &commands, &report).await,
-        Protocol::V1 => run_v1(io, &commands, &report).await,
-    };
-    if let Err(e) = result {
+    if let Err(e) = run_v1(io, &commands, &report).await {
         report.send(Net::StreamError(e)).await;
     }
     // Keep the connection until the core closes the attempt: a completed
     // upload is not torn down before the core has seen the last event.
-    while commands.recv().await.is_ok() {}
+    while commands.recv().await.is_some() {}
+}
+
+/// v2 on a shared connection ([`Lease`]): a live one to the same recorder
+/// with room, or a new one (dial, ALPN check, h2 handshake) that later
+/// attempts may share. The attempt drives the connection for every attempt
+/// on it while it lives.
+async fn run_shared<D: Dial + 'static, K: Clock>(
+    recorder: RecorderAddr,
+    tls: D::Tls,
+    connect_timeout: Duration,
+    commands: Commands,
+    report: Reporter,
+) {
+    let lease = loop {
+        let dialing = match pool::acquire::<D>(&recorder, &tls) {
+            Acquire::Reuse(lease) => {
+                if !report.send(Net::Connected).await {
+                    return;
+                }
+                break lease;
+            }
+            Acquire::Wait(waiter) => match waiter.outcome().await {
+                Outcome::Open | Outcome::Abandoned => continue,
+                failed => {
+                    fail(failed, &commands, &report).await;
+                    return;
+                }
+            },
+            Acquire::Dial(dialing) => dialing,
+        };
+        // Boxed: the dial's state (TLS handshake included) is not kept in
+        // this future for the whole upload.
+        match Box::pin(open::<D, K>(&recorder, &tls, connect_timeout)).await {
+            Ok(lease) => {
+                dialing.finish(Outcome::Open);
+                if !report.send(Net::Connected).await {
+                    return;
+                }
+                break lease;
+            }
+            Err(failed) => {
+                dialing.finish(failed.clone());
+                fail(failed, &commands, &report).await;
+                return;
+            }
+        }
+    };
+    // The streams' work first, then the connection's I/O, in every poll
+    // (the connection ending is an error the requests see too: keep
+    // waiting for them).
+    let mut requests = pin!(run_v2(lease.send_request(), &recorder, &commands, &report));
+    let result = poll_fn(|cx| {
+        if let Poll::Ready(result) = lease.quietly(|| requests.as_mut().poll(cx)) {
+            return Poll::Ready(result);
+        }
+        let _ = lease.poll_drive(cx);
+        Poll::Pending
+    })
+    .await;
+    let drive = async {
+        poll_fn(|cx| lease.poll_drive(cx)).await;
+        std::future::pending::<()>().await
+    };
+    let mut drive = pin!(drive);
+    if let Err(e) = result {
+        // The core fails over to a new attempt, which must not land on
+        // the connection that just failed this one.
+        lease.retire();
+        let report = report.send(Net::StreamError(e));
+        future::or(report, async {
+            drive.as_mut().await;
+            false
+        })
+        .await;
+    }
+    // Keep the stream until the core closes the attempt (a completed
+    // upload is not torn down before the core has seen the last event),
+    // and go on driving the connection for the others on it.
+    let wait = async { while commands.recv().await.is_some() {} };
+    future::or(wait, drive).await;
+}
+
+/// Dials and handshakes a connection for the pool.
+async fn open<D: Dial + 'static, K: Clock>(
+    recorder: &RecorderAddr,
+    tls: &D::Tls,
+    connect_timeout: Duration,
+) -> Result<Lease, Outcome> {
+    let (io, alpn_h2) = connect::<D, K>(recorder, true, tls, connect_timeout)
+        .await
+        .map_err(|e| Outcome::ConnectFailed(e.to_string()))?;
+    if recorder.scheme() == Scheme::Https && !alpn_h2 {
+        let message = "the recorder did not select ALPN h2";
+        return Err(Outcome::StreamFailed(message.into()));
+    }
+    let io: BoxConn = Box::new(io);
+    let (send, connection) = h2::client::handshake(H2Io(io))
+        .await
+        .map_err(|e| Outcome::StreamFailed(h2_error(e)))?;
+    Ok(Lease::open::<D>(recorder, tls, send, connection))
+}
+
+/// Reports a failed dial (as the dialling attempt saw it) and waits to be
+/// closed.
+async fn fail(failed: Outcome, commands: &Commands, report: &Reporter) {
+    match failed {
+        Outcome::ConnectFailed(message) => {
+            report.send(Net::ConnectFailed(message)).await;
+            return;
+        }
+        Outcome::StreamFailed(message) => {
+            if report.send(Net::Connected).await {
+                report.send(Net::StreamError(message)).await;
+            }
+        }
+        Outcome::Open | Outcome::Abandoned => {}
+    }
+    while commands.recv().await.is_some() {}
 }
 
 /// The adapter's dial, bounded by `limit`.
@@ -107,48 +221,38 @@ fn h2_error(e: h2::Error) -> String {
     format!("HTTP/2: {e}")
 }
 
-/// v2: the h2 handshake and the probe on `Probe`, then the upload on
-/// `StartV2`. The h2 connection runs beside the request in this future
-/// (no task is spawned). `Err` is reported as a stream error.
+/// v2: the probe on `Probe`, then the upload on `StartV2`, as streams of
+/// the attempt's shared connection (which its caller drives). `Err` is
+/// reported as a stream error.
 async fn run_v2(
-    io: impl futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
+    client: h2::client::SendRequest<Bytes>,
     recorder: &RecorderAddr,
     commands: &Commands,
     report: &Reporter,
 ) -> Result<(), String> {
-    let Ok(Command::Probe(probe)) = commands.recv().await else {
+    let Some(Command::Probe(probe)) = commands.recv().await else {
         return Ok(());
     };
-    let (client, connection) = h2::client::handshake(H2Io(io)).await.map_err(h2_error)?;
-    let requests = async {
-        let mut client = client.ready().await.map_err(h2_error)?;
-        let (response, _) = client
-            .send_request(request(recorder.scheme(), &probe)?, true)
-            .map_err(h2_error)?;
-        let status = response.await.map_err(h2_error)?.status().as_u16();
-        let probed = Net::ProbeResponse {
-            status,
-            http2: true,
-        };
-        if !report.send(probed).await {
-            return Ok(());
-        }
-        let Ok(Command::StartV2(start)) = commands.recv().await else {
-            return Ok(());
-        };
-        let mut client = client.ready().await.map_err(h2_error)?;
-        let (response, body) = client
-            .send_request(request(recorder.scheme(), &start)?, false)
-            .map_err(h2_error)?;
-        upload_v2(body, response, commands, report).await
+    let mut client = client.ready().await.map_err(h2_error)?;
+    let (response, _) = client
+        .send_request(request(recorder.scheme(), &probe)?, true)
+        .map_err(h2_error)?;
+    let status = response.await.map_err(h2_error)?.status().as_u16();
+    let probed = Net::ProbeResponse {
+        status,
+        http2: true,
     };
-    // The connection ending first is an error the requests see too; keep
-    // waiting for them.
-    let connection = async {
-        let _ = connection.await;
-        std::future::pending::<Result<(), String>>().await
+    if !report.send(probed).await {
+        return Ok(());
+    }
+    let Some(Command::StartV2(start)) = commands.recv().await else {
+        return Ok(());
     };
-    future::or(requests, connection).await
+    let mut client = client.ready().await.map_err(h2_error)?;
+    let (response, body) = client
+        .send_request(request(recorder.scheme(), &start)?, false)
+        .map_err(h2_error)?;
+    upload_v2(body, response, commands, report).await
 }
 
 /// What woke the v2 upload.
@@ -177,7 +281,6 @@ async fn upload_v2(
         } else if queue.take_end() {
             body.send_data(Bytes::new(), true).map_err(h2_error)?;
         }
-        let mut next_command = pin!(commands.recv());
         let wake = poll_fn(|cx| {
             if recv.is_none() {
                 if let Poll::Ready(head) = response.as_mut().poll(cx) {
@@ -194,10 +297,7 @@ async fn upload_v2(
                     return Poll::Ready(V2Wake::Capacity(capacity));
                 }
             }
-            next_command
-                .as_mut()
-                .poll(cx)
-                .map(|c| V2Wake::Command(c.ok()))
+            commands.poll_recv(cx).map(V2Wake::Command)
         })
         .await;
         match wake {
@@ -250,14 +350,14 @@ async fn run_v1(
     commands: &Commands,
     report: &Reporter,
 ) -> Result<(), String> {
-    let Ok(Command::StartV1(head)) = commands.recv().await else {
+    let Some(Command::StartV1(head)) = commands.recv().await else {
         return Ok(());
     };
     let (mut rd, mut wr) = futures_lite::io::split(io);
     let write = async {
         wr.write_all(&head).await?;
         wr.flush().await?;
-        while let Ok(command) = commands.recv().await {
+        while let Some(command) = commands.recv().await {
             match command {
                 Command::Send(bytes) => {
                     wr.write_all(&bytes).await?;

@@ -3,22 +3,29 @@
 //! events for `RecordingMachine::handle_net`. It decides nothing — the core
 //! does.
 //!
-//! Each attempt (`Connect` … `Close`) is one future that owns its
-//! connection: the adapter's [`Dial`] (TCP, TLS for `https://`), then
-//! HTTP/2 via `h2` (through [`io::H2Io`], which shows the futures-io
-//! stream to h2 with tokio's I/O traits and keeps writes vectored) for v2 or raw HTTP/1.1 bytes for v1. The attempts are not
-//! spawned: the driver polls them in place whenever it waits, so no
-//! executor of its own is needed. Commands reach an attempt on an
-//! unbounded queue (the core bounds what goes in: the write gate and
-//! `max_unacked`); events come back on one bounded channel, so a chatty
-//! recorder waits for the driver. `Close` drops the future and with it the
-//! connection.
+//! Each attempt (`Connect` … `Close`) is one future. A v1 attempt owns its
+//! connection (the adapter's [`Dial`]: TCP, TLS for `https://`, then raw
+//! HTTP/1.1 bytes). A v2 attempt is one stream on an HTTP/2 connection
+//! (`h2`, through [`io::H2Io`], which shows the futures-io stream to h2
+//! with tokio's I/O traits and keeps writes vectored) that the v2 attempts
+//! of every session uploading to the same recorder share ([`pool`]): a
+//! connection costs more memory than an idle session. The attempts are not
+//! spawned: the driver polls them in place whenever it waits, and a shared
+//! connection is driven by whichever of its attempts runs, so no executor
+//! of its own is needed. Commands reach an attempt on an unbounded queue
+//! (the core bounds what goes in: the write gate and `max_unacked`);
+//! events come back on one bounded queue, so a chatty recorder waits for
+//! the driver. `Close` drops the future and with it the v1 connection or
+//! the v2 stream (the shared connection closes with its last stream).
 
 mod attempt;
+mod commands;
+mod events;
 mod io;
+mod pool;
 
 use crate::{Clock, UploadTransport};
-use kubecast_core::drive::{AttemptCommand, Net, UploadWork};
+use kubecast_core::drive::{Net, UploadWork};
 use kubecast_core::upload::AttemptId;
 use kubecast_core::upload::RecorderAddr;
 use std::collections::HashMap;
@@ -30,7 +37,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Events buffered between the attempts and the driver.
-const EVENTS: usize = 64;
+const EVENTS: usize = 16;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -39,9 +46,17 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// `http/1.1` for v1).
 pub trait Dial {
     /// The TLS configuration for `https://` recorders.
-    type Tls: Clone + Send + Sync + 'static;
+    /// Equal values are the same configuration: attempts share an HTTP/2
+    /// connection only if their `Tls` are equal.
+    type Tls: Clone + PartialEq + Send + Sync + 'static;
     /// The connection, as a futures-io byte stream.
     type Conn: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin + Send + 'static;
+    /// Where a connection can be used: attempts share a connection only
+    /// within one scope (tokio: one runtime, whose I/O driver serves the
+    /// socket; async-io's reactor serves every executor, so `()`).
+    type Scope: PartialEq + Send + Sync + 'static;
+    /// The scope of the calling attempt.
+    fn scope() -> Self::Scope;
     /// The connection and whether the server picked ALPN `h2`.
     fn dial(
         recorder: &RecorderAddr,
@@ -56,13 +71,12 @@ pub struct Uploads<D: Dial, K> {
     tls: D::Tls,
     connect_timeout: Duration,
     attempts: HashMap<AttemptId, AttemptHandle>,
-    tx: async_channel::Sender<(AttemptId, Net)>,
-    rx: async_channel::Receiver<(AttemptId, Net)>,
+    events: events::Events<(AttemptId, Net)>,
     clock: PhantomData<fn() -> K>,
 }
 
 struct AttemptHandle {
-    commands: async_channel::Sender<AttemptCommand>,
+    commands: commands::Sender,
     /// `None` once the attempt's future has finished.
     task: Option<Task>,
 }
@@ -79,13 +93,11 @@ impl<D: Dial, K: Clock> Uploads<D, K> {
     /// `connect_timeout` bounds a dial even when the core is not driven
     /// (its attempt budget normally ends a slow dial first).
     pub fn new(tls: D::Tls, connect_timeout: Duration) -> Self {
-        let (tx, rx) = async_channel::bounded(EVENTS);
         Uploads {
             tls,
             connect_timeout,
             attempts: HashMap::new(),
-            tx,
-            rx,
+            events: events::Events::new(EVENTS),
             clock: PhantomData,
         }
     }
@@ -100,10 +112,10 @@ impl<D: Dial + 'static, K: Clock + 'static> UploadTransport for Uploads<D, K> {
                 recorder,
                 protocol,
             } => {
-                let (commands, rx) = async_channel::unbounded();
+                let (commands, rx) = commands::queue();
                 let report = attempt::Reporter {
                     attempt,
-                    tx: self.tx.clone(),
+                    tx: self.events.sender(),
                 };
                 let task: Task = Box::pin(attempt::run::<D, K>(
                     recorder,
@@ -125,7 +137,7 @@ impl<D: Dial + 'static, K: Clock + 'static> UploadTransport for Uploads<D, K> {
             UploadWork::Command { attempt, command } => {
                 if let Some(a) = self.attempts.get(&attempt) {
                     // An attempt that already ended reported its end itself.
-                    let _ = a.commands.try_send(command);
+                    a.commands.send(command);
                 }
             }
         }
@@ -142,11 +154,11 @@ impl<D: Dial + 'static, K: Clock + 'static> UploadTransport for Uploads<D, K> {
             }
         }
         // Only the attempts send, and they run only here: what they sent
-        // is in the channel now, and a full channel wakes a waiting
-        // attempt (so this task) when an event is taken.
-        match self.rx.try_recv() {
-            Ok(event) => Poll::Ready(event),
-            Err(_) => Poll::Pending,
+        // is in the queue now, and a full queue wakes a waiting attempt
+        // (so this task) when an event is taken.
+        match self.events.try_recv() {
+            Some(event) => Poll::Ready(event),
+            None => Poll::Pending,
         }
     }
 }
