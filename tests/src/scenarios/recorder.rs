@@ -15,7 +15,7 @@ use kubecast_core::upload::{
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -573,6 +573,59 @@ pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn Recor
     assert_eq!(front.accepted(), 2, "one new connection for the next two");
 }
 
+/// An upload that fails on a shared connection which itself stays alive
+/// (the recorder's side refuses its request stream while another upload
+/// goes on over the same connection) fails over to a fresh connection:
+/// the connection that just failed an attempt takes no new ones.
+pub fn a_failed_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let front = Front::refusing_the_first_upload(recorder.addr());
+    // The same recorder twice: the failover goes to the same address, so
+    // only the pool decides whether it gets a new connection.
+    let recorders = [front.url(), front.url()];
+    let recordings = (0..2)
+        .map(|_| recording(upload_config(&recorders), Policy::FailClosed))
+        .collect();
+    // Both open: one at once, the other after the refusal and a failover
+    // while the first one holds the connection open.
+    let mut sessions = Harness::start_together::<R>(recordings, &UploadTls::default());
+    for h in &mut sessions {
+        h.open_session();
+        h.finish_session(b"after the failover\r\n");
+    }
+    let mut failed = Vec::new();
+    for h in sessions {
+        let (recorded, got) = h.join();
+        let summary = recorded.result.expect("driven").expect("a clean end");
+        assert_eq!(
+            summary.upload_completed,
+            Some(replayed_cast(&got.capture).len() as u64)
+        );
+        assert!(started_with(&got.upload, Protocol::V2), "{:?}", got.upload);
+        failed.extend(got.upload.into_iter().filter_map(|e| match e {
+            UploadEvent::AttemptFailed(record) => Some(record),
+            _ => None,
+        }));
+    }
+    let [refused] = failed.as_slice() else {
+        panic!("expected one failed attempt: {failed:?}");
+    };
+    assert_eq!(
+        (refused.protocol, refused.stage, refused.then),
+        (Protocol::V2, Stage::Start, Then::NextRecorder),
+        "{refused}"
+    );
+    assert!(
+        matches!(&refused.error, AttemptError::Stream(m) if m.contains("refused")),
+        "{refused}"
+    );
+    wait_log(recorder, "v2 complete", 2);
+    assert_eq!(
+        front.accepted(),
+        2,
+        "the failover must dial a new connection, not reuse the one that failed it"
+    );
+}
+
 /// A TCP relay in front of a recorder that counts the connections it
 /// accepts and can break them all at once (threads; the listener lives as
 /// long as the test process).
@@ -585,6 +638,18 @@ pub struct Front {
 
 impl Front {
     pub fn start(target: SocketAddr) -> Front {
+        Front::serve(target, None)
+    }
+
+    /// A front that refuses the first upload request it relays
+    /// ([`H2Refusal`]) and relays everything else unchanged.
+    pub fn refusing_the_first_upload(target: SocketAddr) -> Front {
+        Front::serve(target, Some(Arc::default()))
+    }
+
+    /// `refused`: `Some` for [`Front::refusing_the_first_upload`], set once
+    /// it refused one (on any of its connections).
+    fn serve(target: SocketAddr, refused: Option<Arc<AtomicBool>>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let front = Front {
             addr: listener.local_addr().expect("address"),
@@ -602,7 +667,10 @@ impl Front {
                 if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
                     serve.open.lock().expect("the front").extend([a, b]);
                 }
-                relay(inbound, outbound);
+                match &refused {
+                    Some(refused) => H2Refusal::relay(inbound, outbound, refused.clone()),
+                    None => relay(inbound, outbound),
+                }
             }
         });
         front
@@ -638,6 +706,137 @@ fn relay(inbound: TcpStream, outbound: TcpStream) {
             let _ = to.shutdown(std::net::Shutdown::Both);
             let _ = from.shutdown(std::net::Shutdown::Both);
         });
+    }
+}
+
+/// An HTTP/2 relay that fails one upload stream while its connection
+/// lives on: the first request whose `HEADERS` frame does not end the
+/// stream (a `POST /v2/record`; the `HEAD` probe ends its stream) never
+/// reaches the recorder, and the client gets `RST_STREAM(REFUSED_STREAM)`
+/// for it instead. Every other frame passes unchanged, except that the
+/// recorder's `SETTINGS` also ask the client for an HPACK dynamic table
+/// of 0: the dropped request's header block cannot leave the recorder's
+/// decoder out of step with the client's encoder for the requests that
+/// follow on the same connection (RFC 9113 §6.5.2, RFC 7541 §4.2).
+struct H2Refusal;
+
+impl H2Refusal {
+    const PREFACE: usize = 24;
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    /// `END_STREAM` on `HEADERS`, `ACK` on `SETTINGS`.
+    const END_STREAM_OR_ACK: u8 = 0x1;
+    const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+    const REFUSED_STREAM: u32 = 0x7;
+
+    /// Relays `inbound` (the client) to `outbound` (the recorder) until
+    /// either side ends (threads); `refused` is shared by every connection
+    /// of the front, so only one upload is ever refused.
+    fn relay(inbound: TcpStream, outbound: TcpStream, refused: Arc<AtomicBool>) {
+        let (Ok(client_in), Ok(server_in)) = (inbound.try_clone(), outbound.try_clone()) else {
+            return;
+        };
+        // Both directions write to the client (frames and the reset):
+        // whole frames, under the lock.
+        let client_out = Arc::new(Mutex::new(inbound));
+        let to_client = client_out.clone();
+        std::thread::spawn(move || {
+            H2Refusal::upstream(client_in, outbound, &to_client, &refused);
+        });
+        std::thread::spawn(move || H2Refusal::downstream(server_in, &client_out));
+    }
+
+    /// Client to recorder: the preface, then frame by frame, the first
+    /// upload's frames replaced by a reset to the client.
+    fn upstream(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        client: &Mutex<TcpStream>,
+        refused: &AtomicBool,
+    ) {
+        let mut preface = [0u8; H2Refusal::PREFACE];
+        if from.read_exact(&mut preface).is_ok() && to.write_all(&preface).is_ok() {
+            let mut dropped = None;
+            while let Some(frame) = H2Frame::read(&mut from) {
+                let upload = frame.kind == H2Refusal::HEADERS
+                    && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0;
+                if upload && !refused.swap(true, Ordering::SeqCst) {
+                    dropped = Some(frame.stream);
+                    let reset = H2Frame {
+                        kind: H2Refusal::RST_STREAM,
+                        flags: 0,
+                        stream: frame.stream,
+                        payload: H2Refusal::REFUSED_STREAM.to_be_bytes().to_vec(),
+                    };
+                    if !reset.write(&mut client.lock().expect("the client")) {
+                        break;
+                    }
+                } else if dropped != Some(frame.stream) && !frame.write(&mut to) {
+                    break;
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Recorder to client, frame by frame, its `SETTINGS` with a dynamic
+    /// table of 0 added (the last value of a setting wins).
+    fn downstream(mut from: TcpStream, client: &Mutex<TcpStream>) {
+        while let Some(mut frame) = H2Frame::read(&mut from) {
+            if frame.kind == H2Refusal::SETTINGS
+                && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0
+            {
+                frame
+                    .payload
+                    .extend_from_slice(&H2Refusal::SETTINGS_HEADER_TABLE_SIZE.to_be_bytes());
+                frame.payload.extend_from_slice(&0u32.to_be_bytes());
+            }
+            if !frame.write(&mut client.lock().expect("the client")) {
+                break;
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = client
+            .lock()
+            .expect("the client")
+            .shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+struct H2Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl H2Frame {
+    /// The next frame, `None` at the end of the connection.
+    fn read(from: &mut TcpStream) -> Option<H2Frame> {
+        let mut head = [0u8; 9];
+        from.read_exact(&mut head).ok()?;
+        let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = head;
+        let mut payload = vec![0u8; u32::from_be_bytes([0, l0, l1, l2]) as usize];
+        from.read_exact(&mut payload).ok()?;
+        Some(H2Frame {
+            kind,
+            flags,
+            stream: u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]),
+            payload,
+        })
+    }
+
+    /// `false` once the peer is gone.
+    fn write(&self, to: &mut TcpStream) -> bool {
+        let len = u32::try_from(self.payload.len()).expect("a frame length");
+        let mut bytes = len.to_be_bytes()[1..].to_vec();
+        bytes.extend_from_slice(&[self.kind, self.flags]);
+        bytes.extend_from_slice(&self.stream.to_be_bytes());
+        bytes.extend_from_slice(&self.payload);
+        to.write_all(&bytes).is_ok()
     }
 }
 
