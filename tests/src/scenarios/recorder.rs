@@ -785,8 +785,7 @@ impl H2Refusal {
     /// table of 0 added (the last value of a setting wins).
     fn downstream(mut from: TcpStream, client: &Mutex<TcpStream>) {
         while let Some(mut frame) = H2Frame::read(&mut from) {
-            if frame.kind == H2Refusal::SETTINGS
-                && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0
+            if frame.kind == H2Refusal::SETTINGS && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0
             {
                 frame
                     .payload
