@@ -10,12 +10,13 @@ use super::{
 use kubecast_core::drive::{DriveErrorKind, DriveOptions, UploadEvent, UploadTls};
 use kubecast_core::recording::Policy;
 use kubecast_core::upload::{
-    AttemptError, FailureReason, Protocol, Stage, Then, UploadConfig, UploadFailure,
+    AttemptError, AttemptRecord, Budget, FailureReason, Protocol, Stage, Then, UploadConfig,
+    UploadFailure,
 };
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -578,15 +579,54 @@ pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn Recor
 /// goes on over the same connection) fails over to a fresh connection:
 /// the connection that just failed an attempt takes no new ones.
 pub fn a_failed_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
-    let front = Front::refusing_the_first_upload(recorder.addr());
+    let refused = fail_over_beside_a_live_upload::<R>(recorder, Spoil::Refuse, |_| {});
+    assert!(
+        matches!(&refused.error, AttemptError::Stream(m) if m.contains("refused")),
+        "{refused}"
+    );
+}
+
+/// The same when the core gives the attempt up (its recorder does not
+/// answer within the attempt budget) while its connection lives on: the
+/// failover gets a fresh connection, not the one that left it waiting.
+pub fn a_given_up_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let budget = Duration::from_secs(1);
+    let stalled = fail_over_beside_a_live_upload::<R>(recorder, Spoil::Stall, |config| {
+        config.attempt_budget = budget;
+    });
+    assert_eq!(
+        stalled.error,
+        AttemptError::TimedOut {
+            budget: Budget::Attempt,
+            limit: budget
+        },
+        "{stalled}"
+    );
+}
+
+/// Two sessions recorded together through a front that spoils the first
+/// upload (`how`) to a recorder listed twice: both complete over v2, one
+/// after a failover at the start of its upload, on a new connection
+/// although the other upload keeps the first one alive. Returns the failed
+/// attempt.
+fn fail_over_beside_a_live_upload<R: Runtime>(
+    recorder: &dyn RecorderPeer,
+    how: Spoil,
+    configure: impl Fn(&mut UploadConfig),
+) -> AttemptRecord {
+    let front = Front::spoiling_the_first_upload(recorder.addr(), how);
     // The same recorder twice: the failover goes to the same address, so
     // only the pool decides whether it gets a new connection.
     let recorders = [front.url(), front.url()];
     let recordings = (0..2)
-        .map(|_| recording(upload_config(&recorders), Policy::FailClosed))
+        .map(|_| {
+            let mut config = upload_config(&recorders);
+            configure(&mut config);
+            recording(config, Policy::FailClosed)
+        })
         .collect();
-    // Both open: one at once, the other after the refusal and a failover
-    // while the first one holds the connection open.
+    // Both open: one at once, the other after the spoiled attempt and a
+    // failover while the first one holds the connection open.
     let mut sessions = Harness::start_together::<R>(recordings, &UploadTls::default());
     for h in &mut sessions {
         h.open_session();
@@ -606,17 +646,13 @@ pub fn a_failed_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &d
             _ => None,
         }));
     }
-    let [refused] = failed.as_slice() else {
+    let [spoiled] = failed.as_slice() else {
         panic!("expected one failed attempt: {failed:?}");
     };
     assert_eq!(
-        (refused.protocol, refused.stage, refused.then),
+        (spoiled.protocol, spoiled.stage, spoiled.then),
         (Protocol::V2, Stage::Start, Then::NextRecorder),
-        "{refused}"
-    );
-    assert!(
-        matches!(&refused.error, AttemptError::Stream(m) if m.contains("refused")),
-        "{refused}"
+        "{spoiled}"
     );
     wait_log(recorder, "v2 complete", 2);
     assert_eq!(
@@ -624,6 +660,7 @@ pub fn a_failed_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &d
         2,
         "the failover must dial a new connection, not reuse the one that failed it"
     );
+    spoiled.clone()
 }
 
 /// A TCP relay in front of a recorder that counts the connections it
@@ -641,15 +678,15 @@ impl Front {
         Front::serve(target, None)
     }
 
-    /// A front that refuses the first upload request it relays
-    /// ([`H2Refusal`]) and relays everything else unchanged.
-    pub fn refusing_the_first_upload(target: SocketAddr) -> Front {
-        Front::serve(target, Some(Arc::default()))
+    /// A front that spoils the first upload request it relays
+    /// ([`Spoil`]) and relays everything else unchanged.
+    pub fn spoiling_the_first_upload(target: SocketAddr, how: Spoil) -> Front {
+        Front::serve(target, Some((how, Arc::default())))
     }
 
-    /// `refused`: `Some` for [`Front::refusing_the_first_upload`], set once
-    /// it refused one (on any of its connections).
-    fn serve(target: SocketAddr, refused: Option<Arc<AtomicBool>>) -> Front {
+    /// `spoiled`: the stream of the upload spoiled on any of the front's
+    /// connections (0 until then: only one is spoiled).
+    fn serve(target: SocketAddr, spoil: Option<(Spoil, Arc<AtomicU32>)>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let front = Front {
             addr: listener.local_addr().expect("address"),
@@ -667,8 +704,10 @@ impl Front {
                 if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
                     serve.open.lock().expect("the front").extend([a, b]);
                 }
-                match &refused {
-                    Some(refused) => H2Refusal::relay(inbound, outbound, refused.clone()),
+                match &spoil {
+                    Some((how, spoiled)) => {
+                        H2Relay::start(inbound, outbound, *how, spoiled.clone())
+                    }
                     None => relay(inbound, outbound),
                 }
             }
@@ -709,18 +748,28 @@ fn relay(inbound: TcpStream, outbound: TcpStream) {
     }
 }
 
-/// An HTTP/2 relay that fails one upload stream while its connection
-/// lives on: the first request whose `HEADERS` frame does not end the
-/// stream (a `POST /v2/record`; the `HEAD` probe ends its stream) never
-/// reaches the recorder, and the client gets `RST_STREAM(REFUSED_STREAM)`
-/// for it instead. Every other frame passes unchanged, except that the
-/// recorder's `SETTINGS` also ask the client for an HPACK dynamic table
-/// of 0: the dropped request's header block cannot leave the recorder's
-/// decoder out of step with the client's encoder for the requests that
-/// follow on the same connection (RFC 9113 §6.5.2, RFC 7541 §4.2).
-struct H2Refusal;
+/// How a [`Front`] spoils the first upload request it relays (the first
+/// `HEADERS` frame that does not end its stream: a `POST /v2/record`; the
+/// `HEAD` probe ends its stream), the connection living on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spoil {
+    /// The request never reaches the recorder; the client gets
+    /// `RST_STREAM(REFUSED_STREAM)` for it instead.
+    Refuse,
+    /// The request reaches the recorder, whose answer never reaches the
+    /// client: the stream waits for its response head until the attempt
+    /// is given up.
+    Stall,
+}
 
-impl H2Refusal {
+/// An HTTP/2 relay that spoils one upload stream ([`Spoil`]) and passes
+/// every other frame unchanged, except that both sides' `SETTINGS` also
+/// ask the peer for an HPACK dynamic table of 0: a dropped header block
+/// cannot leave a decoder out of step with its encoder for the requests
+/// that follow on the same connection (RFC 9113 §6.5.2, RFC 7541 §4.2).
+struct H2Relay;
+
+impl H2Relay {
     const PREFACE: usize = 24;
     const HEADERS: u8 = 0x1;
     const RST_STREAM: u8 = 0x3;
@@ -731,9 +780,9 @@ impl H2Refusal {
     const REFUSED_STREAM: u32 = 0x7;
 
     /// Relays `inbound` (the client) to `outbound` (the recorder) until
-    /// either side ends (threads); `refused` is shared by every connection
-    /// of the front, so only one upload is ever refused.
-    fn relay(inbound: TcpStream, outbound: TcpStream, refused: Arc<AtomicBool>) {
+    /// either side ends (threads); `spoiled` is shared by every connection
+    /// of the front.
+    fn start(inbound: TcpStream, outbound: TcpStream, how: Spoil, spoiled: Arc<AtomicU32>) {
         let (Ok(client_in), Ok(server_in)) = (inbound.try_clone(), outbound.try_clone()) else {
             return;
         };
@@ -741,38 +790,54 @@ impl H2Refusal {
         // whole frames, under the lock.
         let client_out = Arc::new(Mutex::new(inbound));
         let to_client = client_out.clone();
+        // The stream spoiled on this connection, if any (0: none).
+        let here = Arc::new(AtomicU32::new(0));
+        let seen = here.clone();
         std::thread::spawn(move || {
-            H2Refusal::upstream(client_in, outbound, &to_client, &refused);
+            H2Relay::upstream(client_in, outbound, &to_client, how, &spoiled, &seen);
         });
-        std::thread::spawn(move || H2Refusal::downstream(server_in, &client_out));
+        std::thread::spawn(move || H2Relay::downstream(server_in, &client_out, &here));
     }
 
-    /// Client to recorder: the preface, then frame by frame, the first
-    /// upload's frames replaced by a reset to the client.
+    /// Client to recorder: the preface, then frame by frame.
     fn upstream(
         mut from: TcpStream,
         mut to: TcpStream,
         client: &Mutex<TcpStream>,
-        refused: &AtomicBool,
+        how: Spoil,
+        spoiled: &AtomicU32,
+        here: &AtomicU32,
     ) {
-        let mut preface = [0u8; H2Refusal::PREFACE];
+        let mut preface = [0u8; H2Relay::PREFACE];
         if from.read_exact(&mut preface).is_ok() && to.write_all(&preface).is_ok() {
-            let mut dropped = None;
-            while let Some(frame) = H2Frame::read(&mut from) {
-                let upload = frame.kind == H2Refusal::HEADERS
-                    && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0;
-                if upload && !refused.swap(true, Ordering::SeqCst) {
-                    dropped = Some(frame.stream);
-                    let reset = H2Frame {
-                        kind: H2Refusal::RST_STREAM,
-                        flags: 0,
-                        stream: frame.stream,
-                        payload: H2Refusal::REFUSED_STREAM.to_be_bytes().to_vec(),
-                    };
-                    if !reset.write(&mut client.lock().expect("the client")) {
-                        break;
+            while let Some(mut frame) = H2Frame::read(&mut from) {
+                let upload =
+                    frame.kind == H2Relay::HEADERS && frame.flags & H2Relay::END_STREAM_OR_ACK == 0;
+                if upload
+                    && spoiled
+                        .compare_exchange(0, frame.stream, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    // Before the recorder can answer it.
+                    here.store(frame.stream, Ordering::SeqCst);
+                    if how == Spoil::Refuse {
+                        let reset = H2Frame {
+                            kind: H2Relay::RST_STREAM,
+                            flags: 0,
+                            stream: frame.stream,
+                            payload: H2Relay::REFUSED_STREAM.to_be_bytes().to_vec(),
+                        };
+                        if !reset.write(&mut client.lock().expect("the client")) {
+                            break;
+                        }
+                        continue;
                     }
-                } else if dropped != Some(frame.stream) && !frame.write(&mut to) {
+                }
+                if how == Spoil::Refuse && H2Relay::spoiled_here(here, frame.stream) {
+                    continue;
+                }
+                H2Relay::no_dynamic_table(&mut frame);
+                if !frame.write(&mut to) {
                     break;
                 }
             }
@@ -781,17 +846,13 @@ impl H2Refusal {
         let _ = from.shutdown(std::net::Shutdown::Both);
     }
 
-    /// Recorder to client, frame by frame, its `SETTINGS` with a dynamic
-    /// table of 0 added (the last value of a setting wins).
-    fn downstream(mut from: TcpStream, client: &Mutex<TcpStream>) {
+    /// Recorder to client, frame by frame.
+    fn downstream(mut from: TcpStream, client: &Mutex<TcpStream>, here: &AtomicU32) {
         while let Some(mut frame) = H2Frame::read(&mut from) {
-            if frame.kind == H2Refusal::SETTINGS && frame.flags & H2Refusal::END_STREAM_OR_ACK == 0
-            {
-                frame
-                    .payload
-                    .extend_from_slice(&H2Refusal::SETTINGS_HEADER_TABLE_SIZE.to_be_bytes());
-                frame.payload.extend_from_slice(&0u32.to_be_bytes());
+            if H2Relay::spoiled_here(here, frame.stream) {
+                continue;
             }
+            H2Relay::no_dynamic_table(&mut frame);
             if !frame.write(&mut client.lock().expect("the client")) {
                 break;
             }
@@ -801,6 +862,23 @@ impl H2Refusal {
             .lock()
             .expect("the client")
             .shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Whether `stream` is the one spoiled on this connection (never the
+    /// connection's own frames, stream 0).
+    fn spoiled_here(here: &AtomicU32, stream: u32) -> bool {
+        stream != 0 && here.load(Ordering::SeqCst) == stream
+    }
+
+    /// Adds a dynamic table of 0 to a `SETTINGS` frame (the last value of
+    /// a setting wins).
+    fn no_dynamic_table(frame: &mut H2Frame) {
+        if frame.kind == H2Relay::SETTINGS && frame.flags & H2Relay::END_STREAM_OR_ACK == 0 {
+            frame
+                .payload
+                .extend_from_slice(&H2Relay::SETTINGS_HEADER_TABLE_SIZE.to_be_bytes());
+            frame.payload.extend_from_slice(&0u32.to_be_bytes());
+        }
     }
 }
 
