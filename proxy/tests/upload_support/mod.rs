@@ -334,6 +334,18 @@ macro_rules! recorder_scenarios {
         }
 
         #[test]
+        fn a_failed_upload_fails_over_to_a_fresh_connection() {
+            let recorder = LiveRecorder::start("refused-upload", &[]);
+            scenario::a_failed_upload_fails_over_to_a_fresh_connection::<$rt>(&recorder);
+        }
+
+        #[test]
+        fn a_given_up_upload_fails_over_to_a_fresh_connection() {
+            let recorder = LiveRecorder::start("stalled-upload", &[]);
+            scenario::a_given_up_upload_fails_over_to_a_fresh_connection::<$rt>(&recorder);
+        }
+
+        #[test]
         fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast() {
             let mut recorder = LiveRecorder::start("killed", &[]);
             scenario::a_recorder_killed_mid_upload_leaves_an_incomplete_cast::<$rt>(&mut recorder);

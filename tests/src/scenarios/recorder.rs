@@ -10,12 +10,13 @@ use super::{
 use kubecast_core::drive::{DriveErrorKind, DriveOptions, UploadEvent, UploadTls};
 use kubecast_core::recording::Policy;
 use kubecast_core::upload::{
-    AttemptError, FailureReason, Protocol, Stage, Then, UploadConfig, UploadFailure,
+    AttemptError, AttemptRecord, Budget, FailureReason, Protocol, Stage, Then, UploadConfig,
+    UploadFailure,
 };
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -573,6 +574,95 @@ pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn Recor
     assert_eq!(front.accepted(), 2, "one new connection for the next two");
 }
 
+/// An upload that fails on a shared connection which itself stays alive
+/// (the recorder's side refuses its request stream while another upload
+/// goes on over the same connection) fails over to a fresh connection:
+/// the connection that just failed an attempt takes no new ones.
+pub fn a_failed_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let refused = fail_over_beside_a_live_upload::<R>(recorder, Spoil::Refuse, |_| {});
+    assert!(
+        matches!(&refused.error, AttemptError::Stream(m) if m.contains("refused")),
+        "{refused}"
+    );
+}
+
+/// The same when the core gives the attempt up (its recorder does not
+/// answer within the attempt budget) while its connection lives on: the
+/// failover gets a fresh connection, not the one that left it waiting.
+pub fn a_given_up_upload_fails_over_to_a_fresh_connection<R: Runtime>(recorder: &dyn RecorderPeer) {
+    let budget = Duration::from_secs(1);
+    let stalled = fail_over_beside_a_live_upload::<R>(recorder, Spoil::Stall, |config| {
+        config.attempt_budget = budget;
+    });
+    assert_eq!(
+        stalled.error,
+        AttemptError::TimedOut {
+            budget: Budget::Attempt,
+            limit: budget
+        },
+        "{stalled}"
+    );
+}
+
+/// Two sessions recorded together through a front that spoils the first
+/// upload (`how`) to a recorder listed twice: both complete over v2, one
+/// after a failover at the start of its upload, on a new connection
+/// although the other upload keeps the first one alive. Returns the failed
+/// attempt.
+fn fail_over_beside_a_live_upload<R: Runtime>(
+    recorder: &dyn RecorderPeer,
+    how: Spoil,
+    configure: impl Fn(&mut UploadConfig),
+) -> AttemptRecord {
+    let front = Front::spoiling_the_first_upload(recorder.addr(), how);
+    // The same recorder twice: the failover goes to the same address, so
+    // only the pool decides whether it gets a new connection.
+    let recorders = [front.url(), front.url()];
+    let recordings = (0..2)
+        .map(|_| {
+            let mut config = upload_config(&recorders);
+            configure(&mut config);
+            recording(config, Policy::FailClosed)
+        })
+        .collect();
+    // Both open: one at once, the other after the spoiled attempt and a
+    // failover while the first one holds the connection open.
+    let mut sessions = Harness::start_together::<R>(recordings, &UploadTls::default());
+    for h in &mut sessions {
+        h.open_session();
+        h.finish_session(b"after the failover\r\n");
+    }
+    let mut failed = Vec::new();
+    for h in sessions {
+        let (recorded, got) = h.join();
+        let summary = recorded.result.expect("driven").expect("a clean end");
+        assert_eq!(
+            summary.upload_completed,
+            Some(replayed_cast(&got.capture).len() as u64)
+        );
+        assert!(started_with(&got.upload, Protocol::V2), "{:?}", got.upload);
+        failed.extend(got.upload.into_iter().filter_map(|e| match e {
+            UploadEvent::AttemptFailed(record) => Some(record),
+            _ => None,
+        }));
+    }
+    let [spoiled] = failed.as_slice() else {
+        panic!("expected one failed attempt: {failed:?}");
+    };
+    assert_eq!(
+        (spoiled.protocol, spoiled.stage, spoiled.then),
+        (Protocol::V2, Stage::Start, Then::NextRecorder),
+        "{spoiled}"
+    );
+    wait_log(recorder, "v2 complete", 2);
+    assert_eq!(
+        front.accepted(),
+        2,
+        "the failover must dial a new connection, not reuse the one that failed it"
+    );
+    spoiled.clone()
+}
+
 /// A TCP relay in front of a recorder that counts the connections it
 /// accepts and can break them all at once (threads; the listener lives as
 /// long as the test process).
@@ -585,6 +675,18 @@ pub struct Front {
 
 impl Front {
     pub fn start(target: SocketAddr) -> Front {
+        Front::serve(target, None)
+    }
+
+    /// A front that spoils the first upload request it relays
+    /// ([`Spoil`]) and relays everything else unchanged.
+    pub fn spoiling_the_first_upload(target: SocketAddr, how: Spoil) -> Front {
+        Front::serve(target, Some((how, Arc::default())))
+    }
+
+    /// `spoiled`: the stream of the upload spoiled on any of the front's
+    /// connections (0 until then: only one is spoiled).
+    fn serve(target: SocketAddr, spoil: Option<(Spoil, Arc<AtomicU32>)>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let front = Front {
             addr: listener.local_addr().expect("address"),
@@ -602,7 +704,12 @@ impl Front {
                 if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
                     serve.open.lock().expect("the front").extend([a, b]);
                 }
-                relay(inbound, outbound);
+                match &spoil {
+                    Some((how, spoiled)) => {
+                        H2Relay::start(inbound, outbound, *how, spoiled.clone())
+                    }
+                    None => relay(inbound, outbound),
+                }
             }
         });
         front
@@ -638,6 +745,175 @@ fn relay(inbound: TcpStream, outbound: TcpStream) {
             let _ = to.shutdown(std::net::Shutdown::Both);
             let _ = from.shutdown(std::net::Shutdown::Both);
         });
+    }
+}
+
+/// How a [`Front`] spoils the first upload request it relays (the first
+/// `HEADERS` frame that does not end its stream: a `POST /v2/record`; the
+/// `HEAD` probe ends its stream), the connection living on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spoil {
+    /// The request never reaches the recorder; the client gets
+    /// `RST_STREAM(REFUSED_STREAM)` for it instead.
+    Refuse,
+    /// The request reaches the recorder, whose answer never reaches the
+    /// client: the stream waits for its response head until the attempt
+    /// is given up.
+    Stall,
+}
+
+/// An HTTP/2 relay that spoils one upload stream ([`Spoil`]) and passes
+/// every other frame unchanged, except that both sides' `SETTINGS` also
+/// ask the peer for an HPACK dynamic table of 0: a dropped header block
+/// cannot leave a decoder out of step with its encoder for the requests
+/// that follow on the same connection (RFC 9113 §6.5.2, RFC 7541 §4.2).
+struct H2Relay;
+
+impl H2Relay {
+    const PREFACE: usize = 24;
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    /// `END_STREAM` on `HEADERS`, `ACK` on `SETTINGS`.
+    const END_STREAM_OR_ACK: u8 = 0x1;
+    const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+    const REFUSED_STREAM: u32 = 0x7;
+
+    /// Relays `inbound` (the client) to `outbound` (the recorder) until
+    /// either side ends (threads); `spoiled` is shared by every connection
+    /// of the front.
+    fn start(inbound: TcpStream, outbound: TcpStream, how: Spoil, spoiled: Arc<AtomicU32>) {
+        let (Ok(client_in), Ok(server_in)) = (inbound.try_clone(), outbound.try_clone()) else {
+            return;
+        };
+        // Both directions write to the client (frames and the reset):
+        // whole frames, under the lock.
+        let client_out = Arc::new(Mutex::new(inbound));
+        let to_client = client_out.clone();
+        // The stream spoiled on this connection, if any (0: none).
+        let here = Arc::new(AtomicU32::new(0));
+        let seen = here.clone();
+        std::thread::spawn(move || {
+            H2Relay::upstream(client_in, outbound, &to_client, how, &spoiled, &seen);
+        });
+        std::thread::spawn(move || H2Relay::downstream(server_in, &client_out, &here));
+    }
+
+    /// Client to recorder: the preface, then frame by frame.
+    fn upstream(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        client: &Mutex<TcpStream>,
+        how: Spoil,
+        spoiled: &AtomicU32,
+        here: &AtomicU32,
+    ) {
+        let mut preface = [0u8; H2Relay::PREFACE];
+        if from.read_exact(&mut preface).is_ok() && to.write_all(&preface).is_ok() {
+            while let Some(mut frame) = H2Frame::read(&mut from) {
+                let upload =
+                    frame.kind == H2Relay::HEADERS && frame.flags & H2Relay::END_STREAM_OR_ACK == 0;
+                if upload
+                    && spoiled
+                        .compare_exchange(0, frame.stream, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    // Before the recorder can answer it.
+                    here.store(frame.stream, Ordering::SeqCst);
+                    if how == Spoil::Refuse {
+                        let reset = H2Frame {
+                            kind: H2Relay::RST_STREAM,
+                            flags: 0,
+                            stream: frame.stream,
+                            payload: H2Relay::REFUSED_STREAM.to_be_bytes().to_vec(),
+                        };
+                        if !reset.write(&mut client.lock().expect("the client")) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                if how == Spoil::Refuse && H2Relay::spoiled_here(here, frame.stream) {
+                    continue;
+                }
+                H2Relay::no_dynamic_table(&mut frame);
+                if !frame.write(&mut to) {
+                    break;
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Recorder to client, frame by frame.
+    fn downstream(mut from: TcpStream, client: &Mutex<TcpStream>, here: &AtomicU32) {
+        while let Some(mut frame) = H2Frame::read(&mut from) {
+            if H2Relay::spoiled_here(here, frame.stream) {
+                continue;
+            }
+            H2Relay::no_dynamic_table(&mut frame);
+            if !frame.write(&mut client.lock().expect("the client")) {
+                break;
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = client
+            .lock()
+            .expect("the client")
+            .shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Whether `stream` is the one spoiled on this connection (never the
+    /// connection's own frames, stream 0).
+    fn spoiled_here(here: &AtomicU32, stream: u32) -> bool {
+        stream != 0 && here.load(Ordering::SeqCst) == stream
+    }
+
+    /// Adds a dynamic table of 0 to a `SETTINGS` frame (the last value of
+    /// a setting wins).
+    fn no_dynamic_table(frame: &mut H2Frame) {
+        if frame.kind == H2Relay::SETTINGS && frame.flags & H2Relay::END_STREAM_OR_ACK == 0 {
+            frame
+                .payload
+                .extend_from_slice(&H2Relay::SETTINGS_HEADER_TABLE_SIZE.to_be_bytes());
+            frame.payload.extend_from_slice(&0u32.to_be_bytes());
+        }
+    }
+}
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+struct H2Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl H2Frame {
+    /// The next frame, `None` at the end of the connection.
+    fn read(from: &mut TcpStream) -> Option<H2Frame> {
+        let mut head = [0u8; 9];
+        from.read_exact(&mut head).ok()?;
+        let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = head;
+        let mut payload = vec![0u8; u32::from_be_bytes([0, l0, l1, l2]) as usize];
+        from.read_exact(&mut payload).ok()?;
+        Some(H2Frame {
+            kind,
+            flags,
+            stream: u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]),
+            payload,
+        })
+    }
+
+    /// `false` once the peer is gone.
+    fn write(&self, to: &mut TcpStream) -> bool {
+        let len = u32::try_from(self.payload.len()).expect("a frame length");
+        let mut bytes = len.to_be_bytes()[1..].to_vec();
+        bytes.extend_from_slice(&[self.kind, self.flags]);
+        bytes.extend_from_slice(&self.stream.to_be_bytes());
+        bytes.extend_from_slice(&self.payload);
+        to.write_all(&bytes).is_ok()
     }
 }
 

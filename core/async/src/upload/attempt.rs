@@ -111,6 +111,10 @@ async fn run_shared<D: Dial + 'static, K: Clock>(
             }
         }
     };
+    // The core closes (drops) an attempt whose requests still run only when
+    // it gave the attempt up (a budget or the ack window ran out, a status
+    // or error frame it refuses): the connection may be what failed it.
+    let mut unfinished = RetireIfDropped(Some(&lease));
     // The streams' work first, then the connection's I/O, in every poll
     // (the connection ending is an error the requests see too: keep
     // waiting for them).
@@ -123,6 +127,7 @@ async fn run_shared<D: Dial + 'static, K: Clock>(
         Poll::Pending
     })
     .await;
+    unfinished.0 = None;
     let drive = async {
         poll_fn(|cx| lease.poll_drive(cx)).await;
         std::future::pending::<()>().await
@@ -144,6 +149,17 @@ async fn run_shared<D: Dial + 'static, K: Clock>(
     // and go on driving the connection for the others on it.
     let wait = async { while commands.recv().await.is_some() {} };
     future::or(wait, drive).await;
+}
+
+/// Retires the connection of a v2 attempt dropped while it holds a lease.
+struct RetireIfDropped<'a>(Option<&'a Lease>);
+
+impl Drop for RetireIfDropped<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.0 {
+            lease.retire();
+        }
+    }
 }
 
 /// Dials and handshakes a connection for the pool.
