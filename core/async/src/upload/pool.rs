@@ -13,9 +13,10 @@
 //!
 //! Attempts share a connection only with the same dialer, TLS
 //! configuration and [`Dial::Scope`] (tokio: the runtime whose I/O driver
-//! serves the socket). A connection takes no new attempts once it ended or
-//! an attempt on it failed ([`Lease::retire`]): the core's failover must
-//! get a fresh connection, never the one that just failed it. It closes
+//! serves the socket). A connection takes no new attempts once it ended, an
+//! attempt on it failed, or the core gave up an attempt on it while its
+//! requests still ran ([`Lease::retire`]): the core's failover must get a
+//! fresh connection, never the one that just failed it. It closes
 //! when its last attempt drops its [`Lease`].
 //!
 //! Sharing has a price: the uploads on one connection share its TCP stream
