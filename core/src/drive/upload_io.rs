@@ -170,7 +170,7 @@ impl SendQueue {
 
     /// The bytes that fit in `capacity` bytes of window, in order (the
     /// last chunk split if needed), as the DATA frames to send: runs of
-    /// small chunks are merged into one frame (see [`Frames`]), large
+    /// small chunks are merged into one frame (the private `Frames`), large
     /// chunks go as they are.
     pub fn take(&mut self, mut capacity: usize) -> Vec<Bytes> {
         let mut frames = Frames::default();

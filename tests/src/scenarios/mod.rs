@@ -14,8 +14,10 @@
 
 pub mod adapters;
 pub mod fixtures;
+pub mod fronts;
 pub mod recorder;
 pub mod script;
+pub mod sharing;
 
 use kubecast_core::drive::{
     DriveError, DriveOptions, DriveSummary, ItemSink, SinkError, SinkItem, UploadEvent, UploadTls,
