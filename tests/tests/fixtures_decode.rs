@@ -8,10 +8,11 @@
 //! a clean end.
 
 use kubecast_core::capture::{CaptureReader, RecordKind};
-use kubecast_core::exec::{push_coalesced, OwnedExecEvent};
+use kubecast_core::exec::{push_coalesced, DecodeError, OwnedExecEvent};
 use kubecast_core::handshake::{
     self, Negotiated, RemoteCommandVersion, Resource, UpgradeResponse, WsProtocol,
 };
+use kubecast_core::spdy::SpdyError;
 use kubecast_core::{
     CloseCause, DataStream, ExecDecoder, ExitStatus, Limits, Side, StreamKind, TerminalSize,
 };
@@ -99,8 +100,21 @@ fn replay(capture: &[u8], byte_at_a_time: bool) -> Replay {
                 let (_, d) = decoder
                     .as_mut()
                     .expect("the connection was upgraded before it ended");
-                d.finish(side, |e| push_coalesced(&mut events, &e))
-                    .unwrap_or_else(|e| panic!("{side:?} ended uncleanly: {e}"));
+                match d.finish(side, |e| push_coalesced(&mut events, &e)) {
+                    Ok(()) => {}
+                    // kubectl's SPDY library (moby/spdystream) writes each
+                    // field of a control frame with its own unbuffered write,
+                    // and kubectl exits once it has the exit status, while a
+                    // goroutine may still be writing its last RST_STREAM or
+                    // GOAWAY: that frame can reach the wire cut (seen: its
+                    // first 4 bytes, version and type). Only then, only from
+                    // the client, and only after the exit status.
+                    Err(DecodeError::Spdy {
+                        side: Side::Client,
+                        source: SpdyError::Truncated { .. },
+                    }) if events.iter().any(|e| matches!(e, OwnedExecEvent::Exit(_))) => {}
+                    Err(e) => panic!("{side:?} ended uncleanly: {e}"),
+                }
             }
         }
     }
