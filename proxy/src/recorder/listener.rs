@@ -10,14 +10,22 @@ use tokio::sync::watch;
 
 const H2_MAX_STREAMS: u32 = 100;
 
+/// How far one upload may run ahead of what its writer has taken: as much
+/// again as the writer's own queue, so a sync in progress does not stop
+/// the sender.
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+
 /// Uploads are long bodies: a cast chunk (one read of the session, up to
-/// about 80 KiB once escaped) fits in one frame, and an upload may run up
-/// to 4 MiB ahead of what its writer has taken — as much again as the
-/// writer's own queue, so a sync in progress does not stop the sender.
+/// about 80 KiB once escaped) fits in one frame. Proxies carry many
+/// sessions' uploads on one connection, and bytes a stalled upload has not
+/// consumed hold the connection's window too; so the connection window
+/// covers every stream's, and one slow recording cannot stall the others.
+/// (A window is credit, not memory: what is buffered stays bounded by the
+/// stream windows, as with one connection per upload.)
 const H2_BULK: H2Bulk = H2Bulk {
     max_frame_size: 256 * 1024,
-    stream_window: 4 * 1024 * 1024,
-    connection_window: 16 * 1024 * 1024,
+    stream_window: STREAM_WINDOW,
+    connection_window: H2_MAX_STREAMS * STREAM_WINDOW,
 };
 
 /// Serves recorder connections.
