@@ -21,7 +21,9 @@
 //!
 //! Sharing has a price: the uploads on one connection share its TCP stream
 //! and the recorder's connection-level flow-control window, so a stalled
-//! stream holds back the others until the core closes it (ack window).
+//! stream can hold back the others until the core closes it (ack window).
+//! `kubecast recorder` makes its connection window cover every stream's
+//! window, so against it a stalled upload holds back only its own stream.
 
 use super::io::H2Io;
 use super::Dial;
