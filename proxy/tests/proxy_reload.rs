@@ -73,11 +73,17 @@ async fn sighup_reloads_the_rules_and_keeps_them_when_the_file_is_invalid() {
     assert!(line.contains("unknown field `namespace`"), "{line}");
     echo(&kubectl).await;
     let found = wait_for_casts(&casts_dir, 2).await;
-    let log = proxy.log_text();
+    // The proxy logs a session's end after it has placed the cast: wait for
+    // the line rather than read the log the moment the cast appears.
+    let recorded = proxy
+        .process
+        .wait_log(&["session ended (recorded)"], 2)
+        .await;
     assert_eq!(
-        log.matches("session ended (recorded)").count(),
+        recorded.len(),
         2,
-        "still recorded under the reloaded rules:\n{log}"
+        "still recorded under the reloaded rules:\n{}",
+        proxy.log_text()
     );
     for cast in found {
         let text = std::fs::read_to_string(cast).unwrap();
