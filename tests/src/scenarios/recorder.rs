@@ -168,6 +168,18 @@ impl Harness {
         assert_eq!(self.client.read_n(down.len()), down);
     }
 
+    /// Waits until the sink has seen the upload fail.
+    pub fn wait_upload_failed(&self) {
+        let sink = self.sink.clone();
+        eventually("the upload to fail", || {
+            sink.received()
+                .upload
+                .iter()
+                .any(|e| matches!(e, UploadEvent::Failed(_)))
+                .then_some(())
+        });
+    }
+
     /// Output, exit and close both ways from an open session, checking
     /// that every byte arrives unchanged.
     pub fn finish_session(&mut self, output: &[u8]) {
@@ -414,14 +426,7 @@ pub fn ack_window_expiry_is_reported_and_a_fail_open_session_goes_on<R: Runtime>
     recorder: &mut dyn RecorderPeer,
 ) {
     let mut h = stopped_while_recording::<R>(recorder, Policy::FailOpen);
-    let sink = h.sink.clone();
-    eventually("the upload to fail", || {
-        sink.received()
-            .upload
-            .iter()
-            .any(|e| matches!(e, UploadEvent::Failed(_)))
-            .then_some(())
-    });
+    h.wait_upload_failed();
     h.finish_session(b"LATE-OUTPUT\r\n");
     let (recorded, _) = h.join();
     recorder.signal("CONT");

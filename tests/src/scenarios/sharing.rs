@@ -6,7 +6,7 @@
 use super::fronts::{Front, Spoil};
 use super::recorder::{started_with, Harness};
 use super::script::*;
-use super::{eventually, wait_log, RecorderPeer, Runtime};
+use super::{wait_log, RecorderPeer, Runtime};
 use kubecast_core::drive::{UploadEvent, UploadTls};
 use kubecast_core::recording::Policy;
 use kubecast_core::upload::{
@@ -68,14 +68,7 @@ pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn Recor
     assert_eq!(front.accepted(), 1);
     front.cut();
     for h in &mut sessions {
-        let sink = h.sink.clone();
-        eventually("the upload to fail", || {
-            sink.received()
-                .upload
-                .iter()
-                .any(|e| matches!(e, UploadEvent::Failed(_)))
-                .then_some(())
-        });
+        h.wait_upload_failed();
         h.finish_session(b"after the cut\r\n");
     }
     for h in sessions {
