@@ -56,6 +56,17 @@ pub enum ConnectionError {
     Decode(#[from] DecodeError),
 }
 
+impl ConnectionError {
+    /// The side that ended its upgraded stream inside a frame, if that is
+    /// what this error is ([`DecodeError::is_cut`]).
+    pub fn cut_by(&self) -> Option<Side> {
+        match self {
+            ConnectionError::Decode(e) if e.is_cut() => Some(e.side()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum State {
     AwaitingRequest {

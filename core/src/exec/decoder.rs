@@ -16,6 +16,31 @@ pub enum DecodeError {
     WebSocket { side: Side, source: WsError },
 }
 
+impl DecodeError {
+    /// The side whose bytes could not be decoded.
+    pub fn side(&self) -> Side {
+        match self {
+            DecodeError::Spdy { side, .. } | DecodeError::WebSocket { side, .. } => *side,
+        }
+    }
+
+    /// The side ended its stream inside a frame (or between a message's
+    /// fragments): nothing it sent was malformed, it just stopped. Only
+    /// [`ExecDecoder::finish`] reports this.
+    pub fn is_cut(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::Spdy {
+                source: SpdyError::Truncated { .. },
+                ..
+            } | DecodeError::WebSocket {
+                source: WsError::TruncatedFrame { .. } | WsError::TruncatedMessage,
+                ..
+            }
+        )
+    }
+}
+
 /// Decodes both directions of an upgraded exec/attach connection into
 /// [`ExecEvent`]s, whichever protocol was negotiated.
 ///

@@ -250,8 +250,12 @@ impl Session {
             tap.record(at, RecordKind::Eof(side), &[]);
         }
         let recorder = &mut self.recorder;
-        if let Err(e) = self.decoder.finish(side, |e| recorder.on_event(now, at, e)) {
-            recorder.fail(at, &e.to_string());
+        match self.decoder.finish(side, |e| recorder.on_event(now, at, e)) {
+            Ok(()) => {}
+            Err(e) if e.cut_by() == Some(Side::Client) && recorder.exit_seen() => {
+                recorder.client_cut_after_exit(at, &e.to_string())
+            }
+            Err(e) => recorder.fail(at, &e.to_string()),
         }
         if self.eof == [true, true] {
             recorder.finish(at);

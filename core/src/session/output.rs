@@ -62,6 +62,14 @@ pub enum SessionEvent {
     DecodeFailed {
         message: String,
     },
+    /// After the exit status, the client ended its stream inside a frame.
+    /// Real kubectl does this over SPDY: it exits as soon as it has the
+    /// exit status, sometimes between the separate writes of one control
+    /// frame. Nothing it was still sending could reach the process, so
+    /// this is not a decode failure: the cast ends with the exit as usual.
+    ClientCutAfterExit {
+        message: String,
+    },
     /// The cast is complete; nothing more will be written.
     RecordingFinished(RecordingStats),
 }

@@ -195,8 +195,31 @@ impl Recorder {
         self.end();
     }
 
-    /// Decoding failed: mark the cast and stop recording.
+    /// Whether the exit status has been seen.
+    pub(super) fn exit_seen(&self) -> bool {
+        self.stats.exit.is_some()
+    }
+
+    /// The client ended inside a frame after the exit status (see
+    /// [`SessionEvent::ClientCutAfterExit`]): the session is over and the
+    /// cast complete. Reported once, though the decoder repeats its error.
+    pub(super) fn client_cut_after_exit(&mut self, at: Duration, message: &str) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        self.event(SessionEvent::ClientCutAfterExit {
+            message: message.to_string(),
+        });
+        self.finish(at);
+    }
+
+    /// Decoding failed: mark the cast and stop recording. A failure after
+    /// the cast was completed changes nothing and is not reported: the
+    /// decoder repeats its first error on every later call.
     pub(super) fn fail(&mut self, at: Duration, message: &str) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
         self.event(SessionEvent::DecodeFailed {
             message: message.to_string(),
         });

@@ -200,22 +200,88 @@ fn an_ordinary_http_request_is_passed_through() {
         .any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
 }
 
-#[test]
-fn an_exit_seen_before_a_cut_frame_is_still_recorded() {
+/// A session that got its exit status, then met `cut` (the bytes of an
+/// unfinished frame) from `side`, then both ends closed.
+fn cut_after_exit(side: Side, cut: &[u8]) -> (String, Vec<SessionEvent>) {
     let t0 = base_instant();
     let mut s = Session::new(SessionConfig::default(), meta());
     let (mut cast, mut events) = (Vec::new(), Vec::new());
     s.handle_client_bytes(t0, WS_TTY_REQUEST);
     s.handle_upstream_bytes(t0, WS_101);
+    s.handle_upstream_bytes(t0, &upstream(1, b"bye"));
     s.handle_upstream_bytes(t0, &upstream(3, br#"{"metadata":{},"status":"Success"}"#));
-    // The client goes away in the middle of a frame header.
+    match side {
+        Side::Client => s.handle_client_bytes(t0, cut),
+        Side::Upstream => s.handle_upstream_bytes(t0, cut),
+    }
+    s.handle_eof(t0, side);
+    s.handle_eof(t0, side.peer());
+    drain(&mut s, &mut cast, &mut events);
+    (String::from_utf8(cast).unwrap(), events)
+}
+
+#[test]
+fn a_client_that_cuts_its_last_frame_after_the_exit_status_ends_the_cast_cleanly() {
+    // kubectl over SPDY exits as soon as it has the exit status, sometimes
+    // between the writes of one frame: nothing it was still sending can
+    // reach the process, so nothing was lost.
+    let (text, events) = cut_after_exit(Side::Client, &client(0, b"x")[..3]);
+    assert!(!text.contains("recording stopped"), "{text}");
+    assert!(text.contains(r#""o", "bye"]"#), "{text}");
+    assert!(text.trim_end().ends_with(r#""m", "exit 0"]"#), "{text}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::ClientCutAfterExit { .. }))
+            .count(),
+        1,
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::DecodeFailed { .. })),
+        "not a decode failure: {events:?}"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(SessionEvent::RecordingFinished(stats)) if stats.exit.is_some()
+    ));
+}
+
+#[test]
+fn an_upstream_that_cuts_a_frame_after_the_exit_status_still_stops_the_recording() {
+    // Only the client's cut is understood to be harmless; the exit status
+    // seen before it still ends the cast.
+    let (text, events) = cut_after_exit(Side::Upstream, &upstream(1, b"more")[..3]);
+    assert!(text.contains("kubecast: recording stopped"), "{text}");
+    assert!(text.trim_end().ends_with(r#""m", "exit 0"]"#), "{text}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::DecodeFailed { .. }))
+            .count(),
+        1,
+        "reported once, though the decoder repeats it: {events:?}"
+    );
+}
+
+#[test]
+fn a_client_that_cuts_a_frame_before_the_exit_status_stops_the_recording() {
+    let t0 = base_instant();
+    let mut s = Session::new(SessionConfig::default(), meta());
+    let (mut cast, mut events) = (Vec::new(), Vec::new());
+    s.handle_client_bytes(t0, WS_TTY_REQUEST);
+    s.handle_upstream_bytes(t0, WS_101);
     s.handle_client_bytes(t0, &client(0, b"x")[..3]);
     s.handle_eof(t0, Side::Client);
     s.handle_eof(t0, Side::Upstream);
     drain(&mut s, &mut cast, &mut events);
     let text = String::from_utf8(cast).unwrap();
     assert!(text.contains("kubecast: recording stopped"), "{text}");
-    assert!(text.trim_end().ends_with(r#""m", "exit 0"]"#), "{text}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::DecodeFailed { .. })));
 }
 
 #[test]
