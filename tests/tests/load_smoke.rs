@@ -158,3 +158,43 @@ fn a_tiny_load_run_against_every_target_fills_the_whole_table() {
         }
     }
 }
+
+#[test]
+fn rounds_report_medians_with_their_range() {
+    let dir = std::env::temp_dir().join(format!("kubecast-load-rounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let markdown_path = dir.join("load.md");
+    let output = Command::new(env!("CARGO_BIN_EXE_kubecast-load"))
+        .arg("--kubecast")
+        .arg(kubecast_binary())
+        .args([
+            "--targets",
+            "relay,proxy-recorder",
+            "--scenarios",
+            "throughput",
+        ])
+        .args(["--protocols", "ws-v5", "--mib", "1", "--rounds", "2"])
+        .arg("--markdown")
+        .arg(&markdown_path)
+        .output()
+        .expect("run kubecast-load");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kubecast-load failed:\n{stderr}");
+    let markdown = std::fs::read_to_string(&markdown_path).expect("the Markdown table");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(markdown.starts_with("Median of 2 rounds"), "{markdown}");
+    let (_, rows) = table(&markdown, "| scenario | unit |");
+    assert_eq!(rows.len(), 1, "{markdown}");
+    let (_, ratios) = table(&markdown, "| scenario | (e)");
+    for cell in rows[0][2..].iter().chain(&ratios[0][1..]) {
+        // "median (lowest…highest)"
+        let (median, range) = cell.split_once(" (").expect("a median and its range");
+        let (lo, hi) = range
+            .trim_end_matches(')')
+            .split_once('…')
+            .expect("a range");
+        let number = |s: &str| -> f64 { s.trim_end_matches('×').parse().expect("a number") };
+        let (median, lo, hi) = (number(median), number(lo), number(hi));
+        assert!(lo <= median && median <= hi && lo > 0.0, "{cell}");
+    }
+}

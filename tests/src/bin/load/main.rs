@@ -98,6 +98,11 @@ struct RunArgs {
     /// Concurrency: MiB each busy session streams.
     #[arg(long, default_value_t = 16)]
     busy_mib: u64,
+    /// Rounds: every target runs every scenario once per round, targets in
+    /// turn, so each proxy figure has a baseline measured close to it. The
+    /// table shows medians; ratios are medians of per-round ratios.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -166,20 +171,27 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let scratch = std::env::temp_dir().join(format!("kubecast-load-{}", std::process::id()));
     let upstream = TestUpstream::start().await;
     let mut table = Table::new(&kinds);
-    for kind in &kinds {
-        let mut ctx = Context {
-            kind: *kind,
-            upstream: upstream.addr(),
-            bins: &bins,
-            scratch: &scratch,
-            table: &mut table,
-        };
-        if scenarios.contains(&"throughput") || scenarios.contains(&"latency") {
-            ctx.single_sessions(&args, &protocols, &scenarios).await;
+    for round in 0..args.rounds as usize {
+        table.start_round(round);
+        if args.rounds > 1 {
+            eprintln!("round {} of {}", round + 1, args.rounds);
         }
-        if scenarios.contains(&"concurrency") {
-            for &sessions in &args.sessions {
-                ctx.concurrency(&args, &protocols, sessions).await;
+        for kind in &kinds {
+            let mut ctx = Context {
+                kind: *kind,
+                round: (args.rounds > 1).then_some(round),
+                upstream: upstream.addr(),
+                bins: &bins,
+                scratch: &scratch,
+                table: &mut table,
+            };
+            if scenarios.contains(&"throughput") || scenarios.contains(&"latency") {
+                ctx.single_sessions(&args, &protocols, &scenarios).await;
+            }
+            if scenarios.contains(&"concurrency") {
+                for &sessions in &args.sessions {
+                    ctx.concurrency(&args, &protocols, sessions).await;
+                }
             }
         }
     }
@@ -198,6 +210,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
 /// One target's runs, filling its column.
 struct Context<'a> {
     kind: Kind,
+    /// The round, when there are several (for error messages).
+    round: Option<usize>,
     upstream: SocketAddr,
     bins: &'a Binaries,
     scratch: &'a std::path::Path,
@@ -216,8 +230,12 @@ impl Context<'_> {
     }
 
     fn fail(&mut self, e: String) {
-        eprintln!("[{}] FAILED: {e}", self.kind.name());
-        self.table.errors.push(format!("{}: {e}", self.kind.name()));
+        let who = match self.round {
+            Some(round) => format!("{} (round {})", self.kind.name(), round + 1),
+            None => self.kind.name().to_string(),
+        };
+        eprintln!("[{who}] FAILED: {e}");
+        self.table.errors.push(format!("{who}: {e}"));
     }
 
     fn set(&mut self, label: &str, unit: Unit, value: f64) {

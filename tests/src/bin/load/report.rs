@@ -46,14 +46,21 @@ impl Unit {
 struct Row {
     label: String,
     unit: Unit,
-    cells: Vec<Cell>,
+    /// Per target, the cell of each round (a round not reached is failed).
+    cells: Vec<Vec<Cell>>,
 }
 
 /// Rows of figures for the targets `kinds`, in the order they were added.
+///
+/// With several rounds (every target measured once per round, targets in
+/// turn), a figure is the median of its rounds, and a ratio is the median
+/// of the ratios *within* each round: a proxy column is only ever divided by
+/// a baseline measured minutes from it, not by one from another round.
 #[derive(Debug, Clone)]
 pub struct Table {
     kinds: Vec<Kind>,
     rows: Vec<Row>,
+    round: usize,
     /// What went wrong, one line per failure.
     pub errors: Vec<String>,
 }
@@ -68,11 +75,18 @@ impl Table {
         Table {
             kinds: kinds.to_vec(),
             rows: Vec::new(),
+            round: 0,
             errors: Vec::new(),
         }
     }
 
-    /// Sets the figure of `label` for `kind` (adding the row if new).
+    /// Starts round `round` (0-based); later [`Table::set`] calls fill it.
+    pub fn start_round(&mut self, round: usize) {
+        self.round = round;
+    }
+
+    /// Sets the figure of `label` for `kind` in the current round (adding
+    /// the row if new).
     pub fn set(&mut self, label: &str, unit: Unit, kind: Kind, cell: Cell) {
         let Some(column) = self.kinds.iter().position(|k| *k == kind) else {
             return;
@@ -83,22 +97,37 @@ impl Table {
                 self.rows.push(Row {
                     label: label.to_string(),
                     unit,
-                    cells: vec![Cell::Failed; self.kinds.len()],
+                    cells: vec![Vec::new(); self.kinds.len()],
                 });
                 self.rows.len() - 1
             }
         };
-        self.rows[index].cells[column] = cell;
+        let rounds = &mut self.rows[index].cells[column];
+        if rounds.len() <= self.round {
+            rounds.resize(self.round + 1, Cell::Failed);
+        }
+        rounds[self.round] = cell;
     }
 
-    fn cell(&self, row: &Row, kind: Kind) -> Option<Cell> {
-        let column = self.kinds.iter().position(|k| *k == kind)?;
-        row.cells.get(column).copied()
+    /// The cells of `kind` in `row`, one per round (missing rounds failed).
+    fn rounds(&self, row: &Row, kind: Kind) -> Vec<Cell> {
+        let Some(column) = self.kinds.iter().position(|k| *k == kind) else {
+            return Vec::new();
+        };
+        let mut cells = row.cells.get(column).cloned().unwrap_or_default();
+        cells.resize(self.round + 1, Cell::Failed);
+        cells
     }
 
     /// The whole report as Markdown: figures, ratios, errors.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
+        if self.round > 0 {
+            out.push_str(&format!(
+                "Median of {} rounds (range in brackets); ratios are medians of the ratios within each round.\n\n",
+                self.round + 1
+            ));
+        }
         out.push_str("| scenario | unit |");
         for kind in &self.kinds {
             out.push_str(&format!(" {} |", kind.heading()));
@@ -108,12 +137,8 @@ impl Table {
         out.push('\n');
         for row in &self.rows {
             out.push_str(&format!("| {} | {} |", row.label, row.unit.name()));
-            for cell in &row.cells {
-                let text = match cell {
-                    Cell::Value(v) => row.unit.format(*v),
-                    Cell::NotApplicable => "n/a".to_string(),
-                    Cell::Failed => "FAILED".to_string(),
-                };
+            for kind in &self.kinds {
+                let text = summarise(&self.rounds(row, *kind), |v| row.unit.format(v));
                 out.push_str(&format!(" {text} |"));
             }
             out.push('\n');
@@ -156,25 +181,71 @@ impl Table {
         for row in self.rows.iter().filter(|r| r.unit != Unit::Count) {
             out.push_str(&format!("| {} |", row.label));
             for (p, b) in &pairs {
-                let text = match (self.cell(row, *p), self.cell(row, *b)) {
-                    (Some(Cell::Value(x)), Some(Cell::Value(y))) if y > 0.0 => {
-                        if row.unit == Unit::Micros {
-                            format!("{:.2}× ({:+.1} µs)", x / y, x - y)
-                        } else {
-                            format!("{:.2}×", x / y)
-                        }
+                let (xs, ys) = (self.rounds(row, *p), self.rounds(row, *b));
+                let quotient = |f: fn(f64, f64) -> f64| -> Vec<Cell> {
+                    xs.iter()
+                        .zip(&ys)
+                        .map(|pair| match pair {
+                            (Cell::Value(x), Cell::Value(y)) => Cell::Value(f(*x, *y)),
+                            (Cell::NotApplicable, _) | (_, Cell::NotApplicable) => {
+                                Cell::NotApplicable
+                            }
+                            _ => Cell::Failed,
+                        })
+                        .collect()
+                };
+                let ratio = summarise(&quotient(|x, y| x / y), |v| {
+                    if v.is_finite() {
+                        format!("{v:.2}×")
+                    } else {
+                        "∞".to_string()
                     }
-                    (Some(Cell::Value(_)), Some(Cell::Value(_))) => "∞".to_string(),
-                    (Some(Cell::NotApplicable), _) | (_, Some(Cell::NotApplicable)) => {
-                        "n/a".to_string()
-                    }
-                    _ => "FAILED".to_string(),
+                });
+                let text = if row.unit == Unit::Micros && ratio != "FAILED" && ratio != "n/a" {
+                    let added = summarise(&quotient(|x, y| x - y), |v| format!("{v:+.1}"));
+                    format!("{ratio} ({added} µs)")
+                } else {
+                    ratio
                 };
                 out.push_str(&format!(" {text} |"));
             }
             out.push('\n');
         }
         out
+    }
+}
+
+/// One cell's text: FAILED if any round failed, n/a if the figure does not
+/// exist, else the median, with the range when there are several rounds.
+fn summarise(cells: &[Cell], format: impl Fn(f64) -> String) -> String {
+    let mut values = Vec::with_capacity(cells.len());
+    for cell in cells {
+        match cell {
+            Cell::Value(v) => values.push(*v),
+            Cell::NotApplicable => return "n/a".to_string(),
+            Cell::Failed => return "FAILED".to_string(),
+        }
+    }
+    values.sort_by(f64::total_cmp);
+    let Some(median) = median(&values) else {
+        return "FAILED".to_string();
+    };
+    match (values.first(), values.last()) {
+        (Some(lo), Some(hi)) if values.len() > 1 => {
+            format!("{} ({}…{})", format(median), format(*lo), format(*hi))
+        }
+        _ => format(median),
+    }
+}
+
+/// The median of sorted `values` (the mean of the middle two for an even
+/// count).
+fn median(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => values.get(n / 2).copied(),
+        _ => Some((values.get(n / 2 - 1)? + values.get(n / 2)?) / 2.0),
     }
 }
 
@@ -228,5 +299,50 @@ mod tests {
         // Counts have no ratios; a missing figure shows as such.
         assert_eq!(lines[11], "| memory | n/a | FAILED |");
         assert_eq!(lines.len(), 12);
+    }
+
+    #[test]
+    fn rounds_give_medians_and_ratios_within_each_round() {
+        let kinds = [Kind::Relay, Kind::ProxyRecorder];
+        let mut table = Table::new(&kinds);
+        // The relay is fast in round 0 and slow in round 2; the recorder
+        // follows it, so the ratio within each round is steady.
+        for (round, relay, recorder) in [(0, 1000.0, 600.0), (1, 800.0, 500.0), (2, 500.0, 320.0)] {
+            table.start_round(round);
+            table.set(
+                "throughput",
+                Unit::MibPerSec,
+                Kind::Relay,
+                Cell::Value(relay),
+            );
+            table.set(
+                "throughput",
+                Unit::MibPerSec,
+                Kind::ProxyRecorder,
+                Cell::Value(recorder),
+            );
+            table.set("p50", Unit::Micros, Kind::Relay, Cell::Value(50.0));
+            table.set(
+                "p50",
+                Unit::Micros,
+                Kind::ProxyRecorder,
+                Cell::Value(60.0 + round as f64),
+            );
+        }
+        // One round of one cell failed: the whole cell says so.
+        table.set("memory", Unit::Kib, Kind::Relay, Cell::Value(10.0));
+        let markdown = table.markdown();
+        let lines: Vec<&str> = markdown.lines().collect();
+        assert!(lines[0].starts_with("Median of 3 rounds"), "{markdown}");
+        assert_eq!(
+            lines[4],
+            "| throughput | MiB/s | 800.0 (500.0…1000.0) | 500.0 (320.0…600.0) |"
+        );
+        assert_eq!(lines[6], "| memory | KiB | FAILED | FAILED |");
+        assert_eq!(lines[10], "| throughput | 0.62× (0.60×…0.64×) |");
+        assert_eq!(
+            lines[11],
+            "| p50 | 1.22× (1.20×…1.24×) (+11.0 (+10.0…+12.0) µs) |"
+        );
     }
 }
