@@ -6,8 +6,9 @@
 //! in the escapes as much as in the scan: every step's bytes are copied whole
 //! and the output cut back to the first escape (no variable-length copies),
 //! and since escapes come in clusters (`\x1b[0m\r\n\x1b[31m` is four escapes
-//! in twelve bytes) the sixteen bytes from the first escape on are written in
-//! one pass without a branch per byte, each byte's output taken from a table.
+//! in twelve bytes) the eight bytes from the first escape on, and then
+//! sixteen at a time while escapes go on, are written in one pass without a
+//! branch per byte, each byte's output taken from a table.
 //!
 //! A character split across frames must come out whole, so each stream keeps
 //! the incomplete tail of its last chunk (at most 3 bytes) in a [`Utf8Carry`]
@@ -71,9 +72,14 @@ const BLOCK: usize = 32;
 /// capacity checks once per 64 bytes.
 const WIDE: usize = 2 * BLOCK;
 
-/// Bytes written in one pass from the first escape of a step on: a whole
-/// cluster of escapes, as in `\x1b[0m\r\n\x1b[31m`.
-const WINDOW: usize = 16;
+/// Bytes written in one pass from the first escape of a step on. Escapes
+/// come in clusters (`\x1b[0m\r\n\x1b[31m` has escapes at 0, 4, 5 and 6).
+const WINDOW: usize = 8;
+
+/// Bytes written in one pass after a window while the first eight of them
+/// hold an escape: escape-dense output (`ls --color`, progress bars) is
+/// written this way instead of a scan step per escape.
+const RUN: usize = 16;
 
 /// Zero exactly for the bytes JSON requires escaped inside a string
 /// (controls, `"` and `\\`): the minimum of `b - 0x1f` (saturating),
@@ -114,6 +120,20 @@ fn first_zero(keys: &[u8; WIDE]) -> usize {
     (mask.trailing_zeros() as usize).min(WIDE)
 }
 
+/// Whether any of the eight bytes of `window` needs escaping, in a word
+/// (exact for "any": a borrow can only mark bytes above a real match).
+fn any_special(window: &[u8; 8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let word = u64::from_le_bytes(*window);
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let is_quote = quote.wrapping_sub(ONES) & !quote;
+    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | is_quote | is_backslash) & HIGHS != 0
+}
+
 /// Moves bit 0 of each byte of a word to bit 56 + its index.
 const GATHER: u64 = 0x0102_0408_1020_4080;
 
@@ -125,8 +145,9 @@ type Stage = [u8; 256 + 8];
 /// [`EXPANSIONS`] word is stored whole at the current position of `stage`
 /// and the position moved on by its length; then the stage is copied out
 /// whole and the output cut back to what was written.
-fn expand_window(window: &[u8; WINDOW], stage: &mut Stage, out: &mut Vec<u8>) {
+fn expand_window<const N: usize>(window: &[u8; N], stage: &mut Stage, out: &mut Vec<u8>) {
     // At most 6 × 16 = 96 bytes: the `u8` position never wraps.
+    const { assert!(N <= 16) };
     let mut end = 0u8;
     for &b in window {
         let word = EXPANSIONS.get(usize::from(b)).copied().unwrap_or(0);
@@ -137,7 +158,7 @@ fn expand_window(window: &[u8; WINDOW], stage: &mut Stage, out: &mut Vec<u8>) {
         end = end.wrapping_add((word >> 56) as u8);
     }
     let start = out.len();
-    out.extend_from_slice(stage.get(..6 * WINDOW).unwrap_or_default());
+    out.extend_from_slice(stage.get(..6 * N).unwrap_or_default());
     out.truncate(start + usize::from(end));
 }
 
@@ -165,6 +186,13 @@ fn escape_blocks(bytes: &[u8], out: &mut Vec<u8>) -> usize {
         };
         expand_window(window, &mut stage, out);
         at += WINDOW;
+        while let Some(run) = bytes.get(at..).and_then(<[u8]>::first_chunk::<RUN>) {
+            if !run.first_chunk::<8>().is_some_and(any_special) {
+                break;
+            }
+            expand_window(run, &mut stage, out);
+            at += RUN;
+        }
     }
     at
 }
@@ -433,7 +461,7 @@ mod tests {
         let others = ['\u{1b}', '\r', 'é', '€', '😀', '\u{7f}'];
         for at in 0..2 * WIDE + WINDOW + 3 {
             for (i, &first) in specials.iter().enumerate() {
-                for gap in 1..WINDOW + 3 {
+                for gap in 1..WINDOW + 2 * RUN + 3 {
                     let second = others[(at + gap + i) % others.len()];
                     let mut text = "x".repeat(at);
                     text.push(first);
@@ -500,7 +528,7 @@ mod tests {
             b"\x80\xbf",
             b"\xc3\x1b\xff",
         ];
-        for at in WIDE - 6..WIDE + WINDOW + 6 {
+        for at in WIDE - 6..WIDE + WINDOW + RUN + 6 {
             for insert in inserts {
                 let mut bytes = b"\x1b[0m".repeat(1 + at / 5);
                 bytes.truncate(at);
