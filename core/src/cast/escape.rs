@@ -1,13 +1,14 @@
 //! Terminal bytes → the inside of a JSON string, fast and UTF-8 safe.
 //!
 //! This sits on the hot path (every byte of stdout goes through it), so it
-//! validates with simdutf8 and escapes 32 bytes per step. Terminal output is
+//! validates with simdutf8 and scans 64 bytes per step. Terminal output is
 //! escape-dense (a colour sequence and a CRLF on every line), so the cost is
-//! in the escapes more than in the scan: every block is copied whole and the
-//! output cut back to the first escape (no variable-length copies), escapes
-//! are copied as eight-byte table entries, and after an escape the next eight
-//! bytes are checked on their own, since escapes come in clusters
-//! (`\x1b[0m\r\n\x1b[31m`).
+//! in the escapes as much as in the scan: every step's bytes are copied whole
+//! and the output cut back to the first escape (no variable-length copies),
+//! and since escapes come in clusters (`\x1b[0m\r\n\x1b[31m` is four escapes
+//! in twelve bytes) the eight bytes from the first escape on, and then
+//! sixteen at a time while escapes go on, are written in one pass without a
+//! branch per byte, each byte's output taken from a table.
 //!
 //! A character split across frames must come out whole, so each stream keeps
 //! the incomplete tail of its last chunk (at most 3 bytes) in a [`Utf8Carry`]
@@ -17,13 +18,8 @@
 
 const REPLACEMENT: &str = "\u{fffd}";
 
-/// Bytes JSON requires escaped inside a string: controls, `"` and `\\`.
-fn is_special(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-/// The JSON escape of one byte, padded to eight bytes so that it is always
-/// copied whole, and its length (0 for bytes written as they are).
+/// The JSON escape of one byte, padded to eight bytes, and its length (0 for
+/// bytes written as they are).
 type Escape = (u8, [u8; 8]);
 
 const fn escape_of(b: u8) -> Escape {
@@ -50,119 +46,152 @@ const fn escape_of(b: u8) -> Escape {
     }
 }
 
-/// [`escape_of`] for every byte: a lookup, not a branch per kind of escape.
-static ESCAPES: [Escape; 256] = {
-    let mut table = [(0, [0; 8]); 256];
-    let mut rest: &mut [Escape] = &mut table;
+/// What every byte becomes in a JSON string, packed in a word: the bytes to
+/// write in the low bytes, and how many in the top byte (1 for a byte written
+/// as it is, 2 or 6 for an escape). One load per byte, no branch.
+static EXPANSIONS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut rest: &mut [u64] = &mut table;
     let mut b = 0u8;
     while let Some((slot, tail)) = rest.split_first_mut() {
-        *slot = escape_of(b);
+        *slot = match escape_of(b) {
+            (0, _) => b as u64 | 1 << 56,
+            (len, text) => u64::from_le_bytes(text) | (len as u64) << 56,
+        };
         rest = tail;
         b = b.wrapping_add(1);
     }
     table
 };
 
-/// Bytes classified per step of the block scan.
+/// Bytes in two SSE2 registers.
 const BLOCK: usize = 32;
 
-/// The index of the first byte of `block` that needs escaping.
-///
-/// Written so that the compiler vectorises the classification (16-byte
-/// compares with plain SSE2, no `unsafe`): one flag byte per input byte, then
-/// the flags as words. Only a block with an escape pays for locating it.
-fn first_special(block: &[u8; BLOCK]) -> Option<usize> {
-    let mut flags = [0u8; BLOCK];
-    for (flag, &b) in flags.iter_mut().zip(block) {
-        *flag = u8::from(is_special(b)).wrapping_neg();
-    }
-    let mut words = [0u64; BLOCK / 8];
-    for (word, bytes) in words.iter_mut().zip(flags.chunks_exact(8)) {
-        *word = u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
-    }
-    if words.iter().fold(0, |any, w| any | w) == 0 {
-        return None;
-    }
-    // One bit per flag byte (a multiply gathers a word's eight low bits into
-    // its top byte), then the lowest one.
-    let mut mask = 0u64;
-    for (q, word) in words.iter().enumerate() {
-        let bits = ((word & ONES).wrapping_mul(GATHER) >> 56) << (8 * q);
-        mask |= bits;
-    }
-    Some(mask.trailing_zeros() as usize)
+/// Bytes classified per step of the scan: four SSE2 registers, so that a
+/// plain step (the usual case: terminal lines are longer) pays its loop and
+/// capacity checks once per 64 bytes.
+const WIDE: usize = 2 * BLOCK;
+
+/// Bytes written in one pass from the first escape of a step on. Escapes
+/// come in clusters (`\x1b[0m\r\n\x1b[31m` has escapes at 0, 4, 5 and 6).
+const WINDOW: usize = 8;
+
+/// Bytes written in one pass after a window while the first eight of them
+/// hold an escape: escape-dense output (`ls --color`, progress bars) is
+/// written this way instead of a scan step per escape.
+const RUN: usize = 16;
+
+/// Zero exactly for the bytes JSON requires escaped inside a string
+/// (controls, `"` and `\\`): the minimum of `b - 0x1f` (saturating),
+/// `b ^ '"'` and `b ^ '\\'`. The compiler turns it into three SSE2 operations
+/// per 16 bytes (no `unsafe`).
+fn key(b: u8) -> u8 {
+    b.saturating_sub(0x1f).min(b ^ b'"').min(b ^ b'\\')
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-const GATHER: u64 = 0x0102_0408_1020_4080;
+/// Whether any of `keys` is zero: the minimum across the 16-byte lanes and
+/// one compare, which the compiler turns into a single `pmovmskb` test.
+fn any_zero(keys: &[u8; WIDE]) -> bool {
+    let mut low = [u8::MAX; 16];
+    for lane in keys.chunks_exact(16) {
+        for (m, &k) in low.iter_mut().zip(lane) {
+            *m = (*m).min(k);
+        }
+    }
+    // Not `contains(&0)`: on bytes that calls `memchr`.
+    !low.iter().all(|&m| m > 0)
+}
 
-/// The high bit of every byte of `word` that needs escaping is set in the
-/// result — exactly for the lowest such byte (borrows may also mark bytes
-/// above it, which is why only the lowest is used).
-fn special_mask(word: u64) -> u64 {
+/// The index of the first zero of `keys` (`WIDE` if none).
+///
+/// Safe Rust 1.85 has no `movemask`, so the flags are gathered into a bit
+/// mask by a multiply per eight flags (each a 0 or 1 byte): branch-free, where
+/// looking for the first non-zero word mispredicts.
+fn first_zero(keys: &[u8; WIDE]) -> usize {
+    let mut flags = [0u8; WIDE];
+    for (flag, &k) in flags.iter_mut().zip(keys) {
+        *flag = u8::from(k == 0);
+    }
+    let mut mask = 0u64;
+    for (q, word) in flags.chunks_exact(8).enumerate() {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        mask |= (word.wrapping_mul(GATHER) >> 56) << (8 * q);
+    }
+    (mask.trailing_zeros() as usize).min(WIDE)
+}
+
+/// Whether any of the eight bytes of `window` needs escaping, in a word
+/// (exact for "any": a borrow can only mark bytes above a real match).
+fn any_special(window: &[u8; 8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let word = u64::from_le_bytes(*window);
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let is_quote = quote.wrapping_sub(ONES) & !quote;
     let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (below_space | is_quote | is_backslash) & HIGHS
+    (below_space | is_quote | is_backslash) & HIGHS != 0
 }
 
-/// The `N` bytes of `bytes` at `at`, as an array: fixed-size copies compile
-/// to a few register moves where a run of unknown length is a `memcpy` call.
-fn array_at<const N: usize>(bytes: &[u8], at: usize) -> Option<&[u8; N]> {
-    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
-}
+/// Moves bit 0 of each byte of a word to bit 56 + its index.
+const GATHER: u64 = 0x0102_0408_1020_4080;
 
-/// Writes the escapes of the bytes from `*at` on that need one, stopping at
-/// the first that does not.
-fn write_escapes(bytes: &[u8], at: &mut usize, out: &mut Vec<u8>) {
-    while let Some(&(len, text)) = bytes.get(*at).and_then(|&b| ESCAPES.get(usize::from(b))) {
-        if len == 0 {
-            return;
+/// Scratch space for [`expand_window`]: an eight-byte store fits at any
+/// `u8` position, so the stores need no bounds checks.
+type Stage = [u8; 256 + 8];
+
+/// Writes the output of `window` without a branch per byte: each byte's
+/// [`EXPANSIONS`] word is stored whole at the current position of `stage`
+/// and the position moved on by its length; then the stage is copied out
+/// whole and the output cut back to what was written.
+fn expand_window<const N: usize>(window: &[u8; N], stage: &mut Stage, out: &mut Vec<u8>) {
+    // At most 6 × 16 = 96 bytes: the `u8` position never wraps.
+    const { assert!(N <= 16) };
+    let mut end = 0u8;
+    for &b in window {
+        let word = EXPANSIONS.get(usize::from(b)).copied().unwrap_or(0);
+        let at = usize::from(end);
+        if let Some(slot) = stage.get_mut(at..at + 8) {
+            slot.copy_from_slice(&word.to_le_bytes());
         }
-        let end = out.len() + usize::from(len);
-        out.extend_from_slice(&text);
-        out.truncate(end);
-        *at += 1;
+        end = end.wrapping_add((word >> 56) as u8);
     }
+    let start = out.len();
+    out.extend_from_slice(stage.get(..6 * N).unwrap_or_default());
+    out.truncate(start + usize::from(end));
 }
 
-/// Escapes `bytes` from the start while a whole block is left and the
-/// position is below `end`; returns the position reached (at or past `end`,
-/// or where less than a block is left).
-fn escape_blocks(bytes: &[u8], end: usize, out: &mut Vec<u8>) -> usize {
+/// Escapes `bytes` from the start while a whole step is left; returns the
+/// position reached. What is left is less than a step, or less than a window
+/// from an escape on.
+fn escape_blocks(bytes: &[u8], out: &mut Vec<u8>) -> usize {
     let mut at = 0;
-    while at < end {
-        let Some(block) = array_at::<BLOCK>(bytes, at) else {
-            break;
-        };
+    let mut stage: Stage = [0; 256 + 8];
+    while let Some(wide) = bytes.get(at..).and_then(<[u8]>::first_chunk::<WIDE>) {
+        let keys = wide.map(key);
         // Copied whole before it is known where the first escape is; the
         // output is cut back to it if there is one.
         let start = out.len();
-        out.extend_from_slice(block);
-        let Some(plain) = first_special(block) else {
-            at += BLOCK;
+        out.extend_from_slice(wide);
+        if !any_zero(&keys) {
+            at += WIDE;
             continue;
-        };
+        }
+        let plain = first_zero(&keys);
         out.truncate(start + plain);
         at += plain;
-        write_escapes(bytes, &mut at, out);
-        // Escapes come in clusters: look at the next eight bytes alone
-        // before classifying whole blocks again.
-        while let Some(word) = array_at::<8>(bytes, at) {
-            let start = out.len();
-            out.extend_from_slice(word);
-            let mask = special_mask(u64::from_le_bytes(*word));
-            if mask == 0 {
-                at += 8;
+        let Some(window) = bytes.get(at..).and_then(<[u8]>::first_chunk::<WINDOW>) else {
+            break;
+        };
+        expand_window(window, &mut stage, out);
+        at += WINDOW;
+        while let Some(run) = bytes.get(at..).and_then(<[u8]>::first_chunk::<RUN>) {
+            if !run.first_chunk::<8>().is_some_and(any_special) {
                 break;
             }
-            let plain = (mask.trailing_zeros() / 8) as usize;
-            out.truncate(start + plain);
-            at += plain;
-            write_escapes(bytes, &mut at, out);
+            expand_window(run, &mut stage, out);
+            at += RUN;
         }
     }
     at
@@ -178,19 +207,21 @@ pub fn escape_str(text: &str, out: &mut Vec<u8>) {
 
 /// [`escape_str`] for bytes already known to be valid UTF-8.
 fn escape_valid(bytes: &[u8], out: &mut Vec<u8>) {
-    out.reserve(bytes.len() + bytes.len() / 8 + BLOCK);
-    let done = escape_blocks(bytes, bytes.len(), out);
+    out.reserve(bytes.len() + bytes.len() / 8 + WIDE);
+    let done = escape_blocks(bytes, out);
     let rest = bytes.get(done..).unwrap_or_default();
     if rest.is_empty() {
         return;
     }
-    // Less than a block is left: pad it with spaces (written as they are) to
-    // run the same code, then cut the padding off the output.
-    let mut padded = [b' '; 2 * BLOCK];
+    // Less than a step is left: pad it with spaces (written as they are) to
+    // run the same code, then cut the padding off the output. In the padded
+    // copy every escape is within the first step, so its window fits, and the
+    // scan only stops once less than a step is left, past the end of `rest`.
+    let mut padded = [b' '; 2 * WIDE];
     for (slot, &b) in padded.iter_mut().zip(rest) {
         *slot = b;
     }
-    let scanned = escape_blocks(&padded, rest.len(), out);
+    let scanned = escape_blocks(&padded, out);
     let padding = scanned.saturating_sub(rest.len());
     out.truncate(out.len().saturating_sub(padding));
 }
@@ -379,37 +410,138 @@ mod tests {
     }
 
     #[test]
-    fn the_block_scan_finds_the_first_special_byte() {
-        for at in 0..BLOCK {
-            for special in [0u8, 0x1b, 0x1f, b'"', b'\\'] {
-                let mut block = [b'a'; BLOCK];
-                block[at] = special;
-                if at + 1 < BLOCK {
-                    block[at + 1] = 0x1b;
-                }
-                assert_eq!(first_special(&block), Some(at), "at {at}");
-            }
-        }
-        for plain in [b' ', b'a', 0x7f, 0x80, 0xff] {
-            assert_eq!(first_special(&[plain; BLOCK]), None);
+    fn the_key_is_zero_exactly_for_the_bytes_with_an_escape() {
+        for b in 0..=u8::MAX {
+            assert_eq!(key(b) == 0, escape_of(b).0 != 0, "byte {b:#x}");
         }
     }
 
     #[test]
-    fn the_word_scan_finds_the_first_special_byte() {
-        for at in 0..8 {
+    fn the_expansions_are_the_bytes_or_their_escapes() {
+        for b in 0..=u8::MAX {
+            let word = EXPANSIONS[usize::from(b)].to_le_bytes();
+            let len = usize::from(word[7]);
+            let mut out = Vec::new();
+            if b < 0x80 {
+                escape_str(&char::from(b).to_string(), &mut out);
+            } else {
+                out.push(b);
+            }
+            assert_eq!(&word[..len], &out[..], "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn the_step_scan_finds_the_first_special_byte() {
+        for at in 0..WIDE {
             for special in [0u8, 0x1b, 0x1f, b'"', b'\\'] {
-                let mut word = [b'a'; 8];
-                word[at] = special;
-                if at + 1 < 8 {
-                    word[at + 1] = 0x1b;
+                let mut step = [b'a'; WIDE];
+                step[at] = special;
+                if at + 1 < WIDE {
+                    step[at + 1] = 0x1b;
                 }
-                let mask = special_mask(u64::from_le_bytes(word));
-                assert_eq!(mask.trailing_zeros() / 8, at as u32);
+                let keys = step.map(key);
+                assert!(any_zero(&keys), "at {at}");
+                assert_eq!(first_zero(&keys), at, "at {at}");
             }
         }
-        assert_eq!(special_mask(u64::from_le_bytes([0x7f; 8])), 0);
-        assert_eq!(special_mask(u64::from_le_bytes([0xff; 8])), 0);
+        for plain in [b' ', b'!', b'#', b'[', b']', b'a', 0x7f, 0x80, 0xdc, 0xff] {
+            let keys = [plain; WIDE].map(key);
+            assert!(!any_zero(&keys));
+            assert_eq!(first_zero(&keys), WIDE);
+        }
+    }
+
+    #[test]
+    fn every_byte_at_every_step_and_window_offset_is_escaped_like_the_reference() {
+        // A special byte at every offset of two steps and a window, followed
+        // at every distance by another special or a multi-byte character, so
+        // that clusters and characters straddle step and window ends.
+        let specials = ['\u{1b}', '\n', '"', '\\', '\u{0}', '\u{1f}'];
+        let others = ['\u{1b}', '\r', 'é', '€', '😀', '\u{7f}'];
+        for at in 0..2 * WIDE + WINDOW + 3 {
+            for (i, &first) in specials.iter().enumerate() {
+                for gap in 1..WINDOW + 2 * RUN + 3 {
+                    let second = others[(at + gap + i) % others.len()];
+                    let mut text = "x".repeat(at);
+                    text.push(first);
+                    text.push_str(&"y".repeat(gap - 1));
+                    text.push(second);
+                    text.push_str(&"z".repeat((at * 7 + gap) % (WIDE + 5)));
+                    let mut out = Vec::new();
+                    escape_str(&text, &mut out);
+                    assert_eq!(out, reference(&text), "{first:?} at {at}, then {second:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_of_escapes_longer_than_a_window_is_escaped_like_the_reference() {
+        for len in 0..3 * WIDE {
+            for lead in 0..WIDE + 1 {
+                let text: String = "a"
+                    .repeat(lead)
+                    .chars()
+                    .chain((0..len).map(|i| char::from((i % 32) as u8)))
+                    .collect();
+                let mut out = Vec::new();
+                escape_str(&text, &mut out);
+                assert_eq!(out, reference(&text), "{len} escapes after {lead}");
+            }
+        }
+    }
+
+    /// What [`Utf8Carry`] must write for `bytes` however they are cut: the
+    /// escape of the lossy decoding (one U+FFFD per maximal invalid
+    /// subsequence, as std and Python decode), and how many were replaced.
+    fn lossy_reference(bytes: &[u8]) -> (Vec<u8>, u64) {
+        let replaced = bytes
+            .utf8_chunks()
+            .filter(|c| !c.invalid().is_empty())
+            .count() as u64;
+        (reference(&String::from_utf8_lossy(bytes)), replaced)
+    }
+
+    fn carry_escape(pieces: &[&[u8]]) -> (Vec<u8>, u64) {
+        let mut carry = Utf8Carry::default();
+        let mut out = Vec::new();
+        let mut replaced = 0;
+        for piece in pieces {
+            replaced += carry.escape(piece, &mut out);
+        }
+        replaced += carry.flush(&mut out);
+        (out, replaced)
+    }
+
+    #[test]
+    fn characters_and_invalid_bytes_across_steps_and_cuts_are_kept_or_replaced() {
+        // Multi-byte characters, truncated ones and stray continuation bytes
+        // at every offset around the step and window ends, cut at every
+        // place around them.
+        let inserts: [&[u8]; 7] = [
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\x80\xbf",
+            b"\xc3\x1b\xff",
+        ];
+        for at in WIDE - 6..WIDE + WINDOW + RUN + 6 {
+            for insert in inserts {
+                let mut bytes = b"\x1b[0m".repeat(1 + at / 5);
+                bytes.truncate(at);
+                bytes.extend_from_slice(insert);
+                bytes.extend_from_slice(b"\r\n\x1b[31mok\xc3\xa9 done\r\n");
+                let whole = lossy_reference(&bytes);
+                assert_eq!(carry_escape(&[&bytes]), whole, "at {at}");
+                for cut in at.saturating_sub(2)..(at + insert.len() + 2).min(bytes.len()) {
+                    let (a, b) = bytes.split_at(cut);
+                    assert_eq!(carry_escape(&[a, b]), whole, "at {at}, cut at {cut}");
+                }
+            }
+        }
     }
 
     /// Characters weighted towards the ones the escaping cares about.
@@ -428,7 +560,41 @@ mod tests {
         proptest::collection::vec(char, 0..160).prop_map(|chars| chars.into_iter().collect())
     }
 
+    /// Bytes weighted towards escapes, multi-byte characters and invalid
+    /// sequences.
+    fn bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            4 => any::<u8>().prop_map(|b| vec![b]),
+            4 => (0u8..0x20).prop_map(|b| vec![b]),
+            2 => Just(b"\x1b[0m\r\n".to_vec()),
+            2 => Just("é€😀".as_bytes().to_vec()),
+            2 => Just(vec![0xe2, 0x82]),
+            1 => Just(vec![0xf0, 0x9f, 0x98]),
+            1 => Just(vec![0xed, 0xa0, 0x80]),
+            8 => Just(b"plain text".to_vec()),
+        ];
+        proptest::collection::vec(piece, 0..60).prop_map(|p| p.concat())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn any_bytes_cut_anywhere_are_escaped_like_the_lossy_reference(
+            bytes in bytes(),
+            cuts in proptest::collection::vec(0usize..400, 0..4),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut from = 0;
+            for cut in cuts {
+                pieces.push(&bytes[from..cut]);
+                from = cut;
+            }
+            pieces.push(&bytes[from..]);
+            proptest::prop_assert_eq!(carry_escape(&pieces), lossy_reference(&bytes));
+        }
+
         #[test]
         fn any_text_is_escaped_like_the_reference(text in text()) {
             let mut out = Vec::new();
