@@ -318,6 +318,9 @@ impl Session {
             tap.record(at, RecordKind::Data(side), bytes);
         }
         let recorder = &mut self.recorder;
+        if side == Side::Upstream {
+            recorder.expect_output(bytes.len());
+        }
         if let Err(e) = self
             .decoder
             .handle(side, bytes, |e| recorder.on_event(now, at, e))

@@ -81,6 +81,16 @@ impl Recorder {
     }
 
     /// Moves the cast bytes written so far into an output.
+    /// Makes room for the cast of `len` upstream bytes about to be decoded:
+    /// one allocation of about the right size (escapes add a little) instead
+    /// of growing, and copying, the buffer event by event. Only while
+    /// recording, so an idle or unrecorded session keeps no spare capacity.
+    pub(super) fn expect_output(&mut self, len: usize) {
+        if matches!(self.state, State::Recording) {
+            self.pending.reserve(len + len / 8 + 64);
+        }
+    }
+
     pub(super) fn flush(&mut self) {
         if !self.pending.is_empty() {
             self.stats.cast_bytes += self.pending.len() as u64;
