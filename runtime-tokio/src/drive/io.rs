@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::RuntimeFlavor;
@@ -53,7 +53,14 @@ impl Unblock for Tokio {
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static,
     {
-        let task = tokio::task::spawn_blocking(work);
+        // Counted until the work itself is over (done, or dropped unrun),
+        // not until this future is: a write that outlived its sink timeout
+        // still keeps `unblock_short` off the executor threads.
+        let busy = PoolBusy::enter();
+        let task = tokio::task::spawn_blocking(move || {
+            let _busy = busy;
+            work()
+        });
         async move { task.await.unwrap_or_else(|e| Err(io::Error::other(e))) }
     }
 
@@ -86,9 +93,10 @@ impl Unblock for Tokio {
     }
 }
 
-/// At most one [`Unblock::unblock_short`] call of the process runs in place
-/// at a time; the others (and everything on a current-thread runtime) take
-/// the blocking pool as before.
+/// A [`Unblock::unblock_short`] call runs in place only while no other file
+/// work of the process is under way — none in place, none on the pool —
+/// and on the multi-threaded runtime; otherwise it takes the blocking pool
+/// as before.
 ///
 /// In place, a keystroke's cast write costs no thread hand-off: the worker
 /// writes (a page-cache copy, microseconds) and forwards the echo at once.
@@ -100,13 +108,22 @@ impl Unblock for Tokio {
 ///   LIFO slot) and I/O driver to another thread, so the other sessions of
 ///   this worker keep running while the write blocks — the same guarantee
 ///   the pool gives;
-/// - one write at a time in place, so a stalled disk blocks at most one
-///   session's task (and one thread) in place; every other session's
-///   writes queue on the pool, where the sink timeout still ends or
-///   releases them ([`kubecast_core::drive::OnSinkError`]). Without the
-///   limit, every session writing during a stall would hand a worker off
-///   through the pool, and a full pool would leave those workers' queues
-///   unrun.
+/// - one write at a time in place, and none while the pool has file work
+///   of ours: a stalled disk blocks at most one session's task (and one
+///   thread) in place, and once anything is slow enough to overlap (a
+///   pool write still hanging, a burst of sessions writing at once)
+///   every write takes the pool, where the sink timeout still ends or
+///   releases its session ([`kubecast_core::drive::OnSinkError`]).
+///   Without the limit, every session writing during a stall would hand
+///   a worker off through the pool, and a full pool would leave those
+///   workers' queues unrun.
+///
+/// The second limit also keeps thread counts down under load: each
+/// `block_in_place` starts a pool thread to take the worker over, and the
+/// worker role then moves between threads — with many sessions writing at
+/// once that grew the proxy by a hundred threads (and their malloc arenas)
+/// in the 1000-session load run, for no latency gain: under that load the
+/// writes queue anyway.
 ///
 /// The cost: the one session whose write stalls in place cannot hear its
 /// sink timeout until the write returns (its task is inside the `write`
@@ -123,6 +140,8 @@ struct InPlace;
 
 /// Set while a call runs in place.
 static IN_PLACE: AtomicBool = AtomicBool::new(false);
+/// [`Unblock::unblock`] calls whose work has not finished.
+static POOL_BUSY: AtomicUsize = AtomicUsize::new(0);
 /// `block_in_place` refused once: this process uses the pool only.
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
@@ -130,7 +149,8 @@ impl InPlace {
     fn claim() -> Option<InPlace> {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if !multi_thread || REFUSED.load(Ordering::Relaxed) {
+        if !multi_thread || REFUSED.load(Ordering::Relaxed) || POOL_BUSY.load(Ordering::Acquire) > 0
+        {
             return None;
         }
         IN_PLACE
@@ -143,6 +163,22 @@ impl InPlace {
 impl Drop for InPlace {
     fn drop(&mut self) {
         IN_PLACE.store(false, Ordering::Release);
+    }
+}
+
+/// One unit of [`POOL_BUSY`], given back when dropped.
+struct PoolBusy;
+
+impl PoolBusy {
+    fn enter() -> PoolBusy {
+        POOL_BUSY.fetch_add(1, Ordering::AcqRel);
+        PoolBusy
+    }
+}
+
+impl Drop for PoolBusy {
+    fn drop(&mut self) {
+        POOL_BUSY.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
