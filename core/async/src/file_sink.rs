@@ -1,9 +1,7 @@
 //! [`FileSink`]: a session's cast written to a `.cast` file — the rules
 //! are the core's `CastFile`; the file I/O is `std::fs`, run off the
 //! executor through the runtime's [`Unblock`] (tokio's blocking pool, or
-//! the `blocking` crate's that `async-fs` uses) — small writes through
-//! [`Unblock::unblock_short`], which a runtime may run in place (see
-//! [`SHORT_WRITE`]).
+//! the `blocking` crate's that `async-fs` uses).
 
 use kubecast_core::drive::file_name::{self, CastFile};
 use kubecast_core::drive::{SessionSink, SinkError};
@@ -21,35 +19,7 @@ pub trait Unblock {
     where
         T: Send + 'static,
         F: FnOnce() -> io::Result<T> + Send + 'static;
-
-    /// Runs `work` — a short call that can still block, such as a small
-    /// write to the page cache — where it costs the session the least
-    /// latency, as long as a stalled call cannot hold up other tasks.
-    ///
-    /// A hop to the blocking pool costs an interactive session two thread
-    /// wake-ups per keystroke (the pool thread, then a worker for the
-    /// session again) and, with a sink timeout, a timer registration —
-    /// tens of microseconds on a loaded machine, paid before the echo may
-    /// be forwarded. A runtime that can run blocking code in place without
-    /// starving its other tasks (tokio's multi-threaded `block_in_place`
-    /// hands the worker's queue to another thread first) may do that here.
-    /// The default is [`Unblock::unblock`].
-    fn unblock_short<T, F>(work: F) -> impl Future<Output = io::Result<T>> + Send
-    where
-        T: Send + 'static,
-        F: FnOnce() -> io::Result<T> + Send + 'static,
-    {
-        Self::unblock(work)
-    }
 }
-
-/// Cast writes up to this size go through [`Unblock::unblock_short`]:
-/// keystroke echoes and screen updates, whose latency the user sees.
-/// Larger ones (bulk output, where a pool hop is small next to the copy)
-/// take the pool, as do opening the file and the final sync: those touch
-/// directory metadata or wait for the disk, and are the calls most likely
-/// to stall.
-pub(crate) const SHORT_WRITE: usize = 16 * 1024;
 
 /// Writes the cast of one session to `DIR/STEM.cast` under a temporary
 /// name, placed when the session finishes.
@@ -95,18 +65,12 @@ impl<B: Unblock> FileSink<B> {
             }
         };
         let len = bytes.len();
-        let work = move || {
+        let (file, result) = B::unblock(move || {
             let result = file.write_all(&bytes);
             Ok((file, result))
-        };
-        // Awaited either way: the bytes are written (to the page cache)
-        // before the caller forwards the output they record.
-        let written = if len <= SHORT_WRITE {
-            B::unblock_short(work).await
-        } else {
-            B::unblock(work).await
-        };
-        let (file, result) = written.inspect_err(|_| self.cast.note_write(0, false))?;
+        })
+        .await
+        .inspect_err(|_| self.cast.note_write(0, false))?;
         self.file = Some((file, tmp));
         self.cast.note_write(len, result.is_ok());
         Ok(result?)
