@@ -141,3 +141,38 @@ async fn a_recording_that_did_not_finish_is_kept_as_incomplete() {
     sink.finish().await.unwrap();
     assert_eq!(names(tmp.path()), ["-cut_incomplete.cast", "done.cast"]);
 }
+
+/// Many sessions writing small and large casts at once, through the
+/// blocking pool: every write is in its own file, in order, when `cast`
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_writes_from_many_sessions_land_in_order() {
+    let tmp = TempDir::new("kubecast-tokio-file-sink").unwrap();
+    let dir = tmp.path().to_path_buf();
+    let sessions = (0..8).map(|s| {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            let stem = format!("s{s}");
+            let mut sink = FileSink::new(&dir, &stem);
+            let mut expected = Vec::new();
+            for i in 0..200usize {
+                // Every tenth write is a bulk one (40 KiB).
+                let len = if i % 10 == 9 { 40 * 1024 } else { 1 + i % 30 };
+                let line: Vec<u8> = (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+                sink.cast(Bytes::from(line.clone())).await.unwrap();
+                expected.extend_from_slice(&line);
+                assert_eq!(sink.written(), expected.len() as u64);
+            }
+            sink.event(SessionEvent::RecordingFinished(RecordingStats::default()))
+                .await
+                .unwrap();
+            sink.finish().await.unwrap();
+            (stem, expected)
+        })
+    });
+    for session in sessions.collect::<Vec<_>>() {
+        let (stem, expected) = session.await.unwrap();
+        let written = std::fs::read(dir.join(format!("{stem}.cast"))).unwrap();
+        assert!(written == expected, "{stem}: the cast differs");
+    }
+}
