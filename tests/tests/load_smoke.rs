@@ -63,22 +63,16 @@ fn table<'a>(markdown: &'a str, header_start: &str) -> (Vec<&'a str>, Vec<Vec<&'
     (header, rows)
 }
 
-#[test]
-fn a_tiny_load_run_against_every_target_fills_the_whole_table() {
-    let kubecast = kubecast_binary();
-    let mut targets = vec!["direct", "relay", "proxy", "proxy-dir", "proxy-recorder"];
-    if socat_available() {
-        targets.insert(1, "socat");
-    }
-    let dir = std::env::temp_dir().join(format!("kubecast-load-smoke-{}", std::process::id()));
+/// Runs `kubecast-load ARGS` against the `kubecast` binary, asserts it
+/// succeeded, and returns the Markdown table it wrote.
+fn run_load(name: &str, args: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(format!("kubecast-load-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let markdown_path = dir.join("load.md");
     let output = Command::new(env!("CARGO_BIN_EXE_kubecast-load"))
         .arg("--kubecast")
-        .arg(&kubecast)
-        .args(["--targets", &targets.join(",")])
-        .args(["--mib", "3", "--keys", "100", "--sessions", "10"])
-        .args(["--busy-percent", "20", "--busy-mib", "1"])
+        .arg(kubecast_binary())
+        .args(args)
         .arg("--markdown")
         .arg(&markdown_path)
         .output()
@@ -87,6 +81,32 @@ fn a_tiny_load_run_against_every_target_fills_the_whole_table() {
     assert!(output.status.success(), "kubecast-load failed:\n{stderr}");
     let markdown = std::fs::read_to_string(&markdown_path).expect("the Markdown table");
     let _ = std::fs::remove_dir_all(&dir);
+    markdown
+}
+
+#[test]
+fn a_tiny_load_run_against_every_target_fills_the_whole_table() {
+    let mut targets = vec!["direct", "relay", "proxy", "proxy-dir", "proxy-recorder"];
+    if socat_available() {
+        targets.insert(1, "socat");
+    }
+    let markdown = run_load(
+        "smoke",
+        &[
+            "--targets",
+            &targets.join(","),
+            "--mib",
+            "3",
+            "--keys",
+            "100",
+            "--sessions",
+            "10",
+            "--busy-percent",
+            "20",
+            "--busy-mib",
+            "1",
+        ],
+    );
     assert!(!markdown.contains("Errors:"), "{markdown}");
 
     let (header, rows) = table(&markdown, "| scenario | unit |");
@@ -161,27 +181,21 @@ fn a_tiny_load_run_against_every_target_fills_the_whole_table() {
 
 #[test]
 fn rounds_report_medians_with_their_range() {
-    let dir = std::env::temp_dir().join(format!("kubecast-load-rounds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let markdown_path = dir.join("load.md");
-    let output = Command::new(env!("CARGO_BIN_EXE_kubecast-load"))
-        .arg("--kubecast")
-        .arg(kubecast_binary())
-        .args([
+    let markdown = run_load(
+        "rounds",
+        &[
             "--targets",
             "relay,proxy-recorder",
             "--scenarios",
             "throughput",
-        ])
-        .args(["--protocols", "ws-v5", "--mib", "1", "--rounds", "2"])
-        .arg("--markdown")
-        .arg(&markdown_path)
-        .output()
-        .expect("run kubecast-load");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "kubecast-load failed:\n{stderr}");
-    let markdown = std::fs::read_to_string(&markdown_path).expect("the Markdown table");
-    let _ = std::fs::remove_dir_all(&dir);
+            "--protocols",
+            "ws-v5",
+            "--mib",
+            "1",
+            "--rounds",
+            "2",
+        ],
+    );
     assert!(markdown.starts_with("Median of 2 rounds"), "{markdown}");
     let (_, rows) = table(&markdown, "| scenario | unit |");
     assert_eq!(rows.len(), 1, "{markdown}");

@@ -583,15 +583,7 @@ mod tests {
             bytes in bytes(),
             cuts in proptest::collection::vec(0usize..400, 0..4),
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut from = 0;
-            for cut in cuts {
-                pieces.push(&bytes[from..cut]);
-                from = cut;
-            }
-            pieces.push(&bytes[from..]);
+            let pieces = super::super::tests::cut_at(&bytes, cuts);
             proptest::prop_assert_eq!(carry_escape(&pieces), lossy_reference(&bytes));
         }
 

@@ -203,15 +203,7 @@ proptest::proptest! {
             }
             (joined, w.replaced())
         };
-        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
-        points.sort_unstable();
-        let mut pieces = Vec::new();
-        let mut last = 0;
-        for p in points {
-            pieces.push(&bytes[last..p]);
-            last = p;
-        }
-        pieces.push(&bytes[last..]);
+        let pieces = cut_at(&bytes, cuts);
         let whole = render(&[&bytes]);
         proptest::prop_assert_eq!(&render(&pieces), &whole);
         proptest::prop_assert_eq!(whole.0, String::from_utf8_lossy(&bytes).into_owned());
@@ -275,4 +267,19 @@ fn a_huge_frame_is_cut_into_bounded_events_the_same_way_for_any_pieces() {
     assert_eq!(text(&whole).lines().count(), 3);
     assert_eq!(render(1000), whole);
     assert_eq!(render(MAX_EVENT_BYTES), whole);
+}
+
+/// `bytes` cut at `cuts` (clamped to its length, any order): the pieces a
+/// reader might have been handed.
+pub(super) fn cut_at(bytes: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+    let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+    points.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for p in points {
+        pieces.push(&bytes[last..p]);
+        last = p;
+    }
+    pieces.push(&bytes[last..]);
+    pieces
 }

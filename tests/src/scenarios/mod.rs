@@ -133,6 +133,19 @@ pub struct Recorded {
     pub failure: Option<UploadFailure>,
 }
 
+impl Recorded {
+    /// A fail-open session whose upload was lost: the session itself ended
+    /// cleanly, and its summary reports the loss.
+    pub fn lost_upload(self) -> (DriveSummary, UploadFailure) {
+        let mut summary = self
+            .result
+            .expect("driven")
+            .expect("fail-open: a clean end");
+        let failure = summary.upload_failure.take().expect("the loss is reported");
+        (summary, failure)
+    }
+}
+
 /// A sink that keeps every item, shared with the scenario (which may look
 /// while the session runs). Runtime-neutral: its futures are ready at once.
 #[derive(Debug, Clone, Default)]

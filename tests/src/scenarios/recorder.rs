@@ -430,11 +430,7 @@ pub fn ack_window_expiry_is_reported_and_a_fail_open_session_goes_on<R: Runtime>
     h.finish_session(b"LATE-OUTPUT\r\n");
     let (recorded, _) = h.join();
     recorder.signal("CONT");
-    let summary = recorded
-        .result
-        .expect("driven")
-        .expect("fail-open: a clean end");
-    let failure = summary.upload_failure.expect("the loss is reported");
+    let (summary, failure) = recorded.lost_upload();
     assert!(
         failure
             .attempts
@@ -466,11 +462,7 @@ pub fn a_recorder_killed_mid_upload_leaves_an_incomplete_cast<R: Runtime>(
     std::thread::sleep(Duration::from_millis(200));
     h.finish_session(b"after the recorder died\r\n");
     let (recorded, _) = h.join();
-    let summary = recorded
-        .result
-        .expect("driven")
-        .expect("fail-open: a clean end");
-    let failure = summary.upload_failure.expect("the loss is reported");
+    let (_, failure) = recorded.lost_upload();
     assert!(
         matches!(failure.reason, FailureReason::Interrupted { .. }),
         "{failure}"

@@ -73,11 +73,7 @@ pub fn a_broken_shared_connection_is_not_reused<R: Runtime>(recorder: &dyn Recor
     }
     for h in sessions {
         let (recorded, _) = h.join();
-        let summary = recorded
-            .result
-            .expect("driven")
-            .expect("fail-open: a clean end");
-        let failure = summary.upload_failure.expect("the loss is reported");
+        let (_, failure) = recorded.lost_upload();
         assert!(
             matches!(failure.reason, FailureReason::Interrupted { .. }),
             "{failure}"
